@@ -1,0 +1,1 @@
+"""Connectors: one module per sender, each turning a wire payload into events and rejects."""

@@ -1,0 +1,1 @@
+"""The rule language and the pure decision stages of the pipeline."""
