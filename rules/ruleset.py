@@ -44,7 +44,9 @@ class IncidentRule:
 
 # Used when no rule of the `incidents` section matches: Alertmanager's group for webhook items,
 # alertname + instance for everything else.
-DEFAULT_GROUP_RULE = IncidentRule(name="default-group-key", matchers=(), group_by=(GROUP_KEY_LABEL,))
+DEFAULT_GROUP_RULE = IncidentRule(
+    name="default-group-key", matchers=(), group_by=(GROUP_KEY_LABEL,)
+)
 DEFAULT_LABEL_RULE = IncidentRule(name="default", matchers=(), group_by=("alertname", "instance"))
 
 

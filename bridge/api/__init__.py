@@ -1,0 +1,1 @@
+"""HTTP API: webhooks in, incidents and status out."""

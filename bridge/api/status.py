@@ -1,0 +1,62 @@
+"""Health, readiness, the status document and `/metrics`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.api.responses import error_response, json_response
+from bridge.runtime import RUNTIME
+from bridge.store import database, reads
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        await database.ping(runtime.engine)
+    except (SQLAlchemyError, OSError) as exc:
+        runtime.metrics.database_errors.labels("ping").inc()
+        return error_response(503, f"database unreachable: {exc.__class__.__name__}")
+    return web.Response(text="OK\n")
+
+
+async def status(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    now = runtime.clock.now()
+    async with runtime.engine.connect() as conn:
+        counts = await reads.counts(conn)
+    rules = runtime.rules
+    return json_response(
+        {
+            "version": runtime.version,
+            "started_at": runtime.started_at,
+            "uptime_seconds": round((now - runtime.started_at).total_seconds(), 3),
+            "database": {"backend": runtime.settings.database_backend},
+            "rules": {
+                "files": list(rules.files),
+                "hash": rules.digest,
+                "incident_rules": [rule.name for rule in rules.incident_rules],
+            },
+            "counts": counts,
+            "last_event_at": dict(sorted(runtime.last_event_at.items())),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[RUNTIME].metrics.registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/metrics", metrics)

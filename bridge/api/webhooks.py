@@ -1,0 +1,115 @@
+"""Webhook receivers: body checks, the connector's parse, then the pipeline.
+
+Answers follow what senders do on retry: 200 once the valid items are committed (listing the
+rejected ones), 4xx when the whole body is unusable (a retry would not help), 503 with
+`Retry-After` when the store is down (Alertmanager and Prometheus retry 5xx).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import orjson
+from aiohttp import web
+
+from bridge.api.responses import error_response, json_response, store_unavailable
+from bridge.errors import StoreUnavailable
+from bridge.runtime import RUNTIME, Runtime
+from connectors import alertmanager, prometheus
+from connectors.parsed import BodyError, Parsed, RejectReason
+
+Parser = Callable[[object, datetime, Runtime], Parsed]
+
+
+def _alertmanager(body: object, now: datetime, runtime: Runtime) -> Parsed:
+    return alertmanager.parse(body, now)
+
+
+def _prometheus(body: object, now: datetime, runtime: Runtime) -> Parsed:
+    return prometheus.parse(body, now, runtime.settings.resolve_timeout)
+
+
+class _Refused(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+def _refuse(
+    runtime: Runtime, source: str, reason: RejectReason, status: int, message: str
+) -> _Refused:
+    runtime.metrics.requests_rejected.labels(source, reason.value).inc()
+    return _Refused(error_response(status, message, reason=reason.value))
+
+
+async def _decode(request: web.Request, runtime: Runtime, source: str) -> object:
+    if request.content_type != "application/json":
+        raise _refuse(
+            runtime,
+            source,
+            RejectReason.UNSUPPORTED_MEDIA_TYPE,
+            415,
+            f"Content-Type must be application/json, got {request.content_type!r}",
+        )
+    limit = runtime.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _refuse(runtime, source, RejectReason.BODY_TOO_LARGE, 413, f"body over {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _refuse(
+            runtime, source, RejectReason.BODY_TOO_LARGE, 413, f"body over {limit} bytes"
+        ) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _refuse(
+            runtime, source, RejectReason.INVALID_JSON, 400, f"invalid JSON: {exc}"
+        ) from None
+
+
+def receiver(source: str, parse: Parser) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
+        try:
+            body = await _decode(request, runtime, source)
+        except _Refused as refused:
+            return refused.response
+        try:
+            parsed = parse(body, runtime.clock.now(), runtime)
+        except BodyError as exc:
+            reject = exc.reject
+            runtime.metrics.requests_rejected.labels(source, reject.reason.value).inc()
+            return error_response(
+                422, str(exc), reason=reject.reason.value, rejected=[reject.as_dict()]
+            )
+        rejected = [r.as_dict() for r in parsed.rejects]
+        if parsed.rejects:
+            runtime.metrics.events_rejected.labels(source, RejectReason.INVALID_ITEM.value).inc(
+                len(parsed.rejects)
+            )
+        if not parsed.events and parsed.rejects:
+            runtime.metrics.requests_rejected.labels(source, RejectReason.INVALID_BODY.value).inc()
+            return error_response(422, "no valid item in the body", rejected=rejected)
+        try:
+            await runtime.pipeline.submit(parsed.events)
+        except StoreUnavailable:
+            runtime.metrics.requests_rejected.labels(
+                source, RejectReason.STORE_UNAVAILABLE.value
+            ).inc()
+            return store_unavailable(runtime)
+        if parsed.events:
+            runtime.last_event_at[source] = runtime.clock.now()
+        return json_response(
+            {"status": "success", "accepted": len(parsed.events), "rejected": rejected}
+        )
+
+    return handle
+
+
+def add_routes(app: web.Application) -> None:
+    prometheus_receiver = receiver("prometheus", _prometheus)
+    app.router.add_post("/api/v1/webhooks/alertmanager", receiver("alertmanager", _alertmanager))
+    app.router.add_post("/api/v2/alerts", prometheus_receiver)
+    # Prometheus before 3.0 can still be configured with `api_version: v1`.
+    app.router.add_post("/api/v1/alerts", prometheus_receiver)

@@ -1,0 +1,102 @@
+"""The composition root: settings, clock, metrics, engine, rules and pipeline, built once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from importlib import metadata
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge import jobs
+from bridge.api import incidents, middleware, status, webhooks
+from bridge.clock import Clock, SystemClock
+from bridge.errors import ConfigError
+from bridge.ingest import Pipeline
+from bridge.metrics import Metrics
+from bridge.runtime import RUNTIME, Runtime
+from bridge.settings import Settings
+from bridge.store import database, repository
+from rules.evaluate import EngineSettings
+from rules.loader import RuleLoadError, load_rules
+from rules.ruleset import RuleSet
+
+log = logging.getLogger(__name__)
+
+
+def version() -> str:
+    try:
+        return metadata.version("alert-bridge")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def default_rules_dir() -> Path:
+    """The example rules: inside the wheel, or `config/rules` of a source checkout."""
+    packaged = Path(__file__).with_name("_config") / "rules"
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "config" / "rules"
+
+
+def load_rule_set(settings: Settings) -> RuleSet:
+    try:
+        return load_rules(settings.rules_dir or default_rules_dir())
+    except RuleLoadError as exc:
+        raise ConfigError(exc.errors) from exc
+
+
+async def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """Load rules, migrate the schema, and wire the HTTP app; the writer starts with the app."""
+    rules = load_rule_set(settings)
+    metrics = Metrics(version())
+    engine = database.create_engine(
+        settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+    await database.upgrade(engine)
+    clock = clock or SystemClock()
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        engine=engine,
+        pipeline=Pipeline(
+            engine,
+            clock,
+            lambda: runtime.rules,
+            EngineSettings(settings.duplicate_window, settings.reopen_window),
+            metrics,
+            settings.commit_max_events,
+        ),
+        rules=rules,
+        started_at=clock.now(),
+        version=version(),
+    )
+    metrics.rules_loaded.labels("incidents").set(len(rules.incident_rules))
+    async with engine.connect() as conn:
+        for state, count in (await repository.count_incidents_by_status(conn)).items():
+            metrics.incidents.labels(state).set(count)
+
+    app = web.Application(middlewares=[middleware.errors], client_max_size=settings.max_body_bytes)
+    app[RUNTIME] = runtime
+    webhooks.add_routes(app)
+    incidents.add_routes(app)
+    status.add_routes(app)
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    runtime.pipeline.start()
+    scheduler = jobs.schedule(runtime)
+    scheduler.start()
+    log.info(
+        "bridge %s ready: database %s, %d incident rules",
+        runtime.version,
+        runtime.settings.database_backend,
+        len(runtime.rules.incident_rules),
+    )
+    yield
+    scheduler.shutdown(wait=False)
+    await runtime.pipeline.stop()
+    await runtime.engine.dispose()

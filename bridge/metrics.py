@@ -1,0 +1,121 @@
+"""The bridge's own metrics, on a registry built once per app (never the global one).
+
+Label values are bounded: source names, reasons, outcomes and rule names from enums and rule
+files; never fingerprints, hosts or incident keys.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Info("bridge_build", "Version of the running bridge.", registry=r).info(
+            {"version": version}
+        )
+        self.events_received = Counter(
+            "bridge_events_received_total",
+            "Events decoded from requests, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "bridge_events_rejected_total",
+            "Items refused, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.requests_rejected = Counter(
+            "bridge_requests_rejected_total",
+            "Whole requests refused, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.dedup_outcomes = Counter(
+            "bridge_dedup_outcomes_total",
+            "What the dedup stage decided per event, by source and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.incident_actions = Counter(
+            "bridge_incident_actions_total",
+            "What the incidents stage did per alert, by rule and action.",
+            ["rule", "action"],
+            registry=r,
+        )
+        self.incidents_opened = Counter(
+            "bridge_incidents_opened_total", "Incidents opened, by rule.", ["rule"], registry=r
+        )
+        self.incidents_resolved = Counter(
+            "bridge_incidents_resolved_total",
+            "Incidents resolved, by rule and by whom (alerts or operator).",
+            ["rule", "by"],
+            registry=r,
+        )
+        self.incidents_reopened = Counter(
+            "bridge_incidents_reopened_total", "Incidents reopened, by rule.", ["rule"], registry=r
+        )
+        self.incidents = Gauge(
+            "bridge_incidents", "Incidents in the database, by status.", ["status"], registry=r
+        )
+        self.ingest_latency = Histogram(
+            "bridge_ingest_duration_seconds",
+            "From request received to its events committed, by source.",
+            ["source"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_events = Histogram(
+            "bridge_commit_events",
+            "Events written per group commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.commit_duration = Histogram(
+            "bridge_commit_duration_seconds",
+            "Time to load, evaluate and commit one group commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.database_errors = Counter(
+            "bridge_database_errors_total",
+            "Database operations that failed, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "bridge_internal_errors_total",
+            "Unexpected errors caught at a boundary (HTTP, writer, jobs).",
+            ["boundary"],
+            registry=r,
+        )
+        self.last_event = Gauge(
+            "bridge_last_event_timestamp_seconds",
+            "Unix time of the last accepted event, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.job_runs = Counter(
+            "bridge_job_runs_total",
+            "Scheduled job runs, by job and result.",
+            ["job", "result"],
+            registry=r,
+        )
+        self.alerts_expired = Counter(
+            "bridge_alerts_expired_total",
+            "Level-triggered alerts resolved because their endsAt passed without a re-send.",
+            ["source"],
+            registry=r,
+        )
+        self.rules_loaded = Gauge(
+            "bridge_rules_loaded",
+            "Rules in the active rule set, by section.",
+            ["section"],
+            registry=r,
+        )

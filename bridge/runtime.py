@@ -1,0 +1,34 @@
+"""What the composition root builds once and the handlers and jobs share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bridge.clock import Clock
+from bridge.ingest import Pipeline
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from rules.ruleset import RuleSet
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    engine: AsyncEngine
+    pipeline: Pipeline
+    rules: RuleSet
+    started_at: datetime
+    version: str
+    last_event_at: dict[str, datetime] = field(default_factory=dict)
+
+    def current_rules(self) -> RuleSet:
+        return self.rules
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,0 +1,109 @@
+"""Settings: defaults < TOML file (`--config` / `BRIDGE_CONFIG`) < `BRIDGE_*` environment.
+
+Every field is documented in the README's settings table and in
+`config/bridge.example.toml`; `tests/bridge/test_settings.py` checks that both list them all.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rules.duration import format_duration, parse_duration
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+DEFAULT_PORT = 9470
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port to listen on.")
+    data_dir: Path = Field(Path("data"), description="Directory of the embedded SQLite database.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL; empty means SQLite `bridge.db` in `data_dir`. "
+        "PostgreSQL: `postgresql+asyncpg://user:pass@host:5432/db`.",
+    )
+    rules_dir: Path | None = Field(
+        None, description="Directory of rule files; empty means the example rules shipped."
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    resolve_timeout: Duration = Field(
+        timedelta(minutes=5),
+        description="Lifetime of a Prometheus alert sent without `endsAt` (Alertmanager's "
+        "`resolve_timeout`).",
+    )
+    resolve_check_interval: Duration = Field(
+        timedelta(seconds=10),
+        description="How often alerts whose `endsAt` passed without a re-send are resolved.",
+    )
+    reopen_window: Duration = Field(
+        timedelta(hours=1),
+        description="A new firing alert reopens the incident of its key if it resolved less "
+        "than this long ago.",
+    )
+    duplicate_window: Duration = Field(
+        timedelta(minutes=1),
+        description="An item identical to the last one stored for its alert and received "
+        "within this window is a duplicate delivery and changes nothing.",
+    )
+    retry_after: Duration = Field(
+        timedelta(seconds=10), description="`Retry-After` sent with 503 when the store is down."
+    )
+    commit_max_events: int = Field(
+        5000, ge=1, description="Most events written in one group commit."
+    )
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        "full",
+        description="SQLite `synchronous` pragma: `full` survives power loss, `normal` only "
+        "process crashes.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments (see `load_settings`); the environment
+        # overrides them.
+        return env_settings, init_settings
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'bridge.db').resolve()}"
+
+    @property
+    def database_backend(self) -> str:
+        return self.effective_database_url.split(":", 1)[0].split("+", 1)[0]
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Settings from the TOML file (if any) and the environment; raises on any bad value."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        with config_file.open("rb") as handle:
+            values = tomllib.load(handle)
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Storage: tables, migrations and the repository that loads and persists pipeline state."""

@@ -1,0 +1,162 @@
+"""Stage `dedup`: decide what one event means for the stored alert of its fingerprint.
+
+Input: the stored `AlertState` (or None) and a decoded `Event`. Output: a `DedupDecision`
+whose `outcome` names what happened (the value is the `outcome` label of
+`bridge_dedup_outcomes_total`) and the new alert state to store, if any.
+
+- `duplicate`: the same item delivered again within the duplicate window (Alertmanager HA
+  replicas, sender retries), or a resolve of an alert that is already resolved. Nothing changes.
+- `repeat` / `changed`: a firing alert seen again; `changed` when its annotations or severity
+  differ. Both count the alert and move `last_seen`.
+- `new` / `refired`: a firing alert with no stored record, or one whose record was resolved.
+- `resolved`: a firing alert resolves.
+- `stale`: an event that is older than what is stored (a late firing notification for an
+  occurrence that already ended, or a resolve of an occurrence older than the stored one).
+- `resolved_unseen`: a resolve for an alert never seen firing (Alertmanager's `max_alerts`
+  truncation can hide the firing notification); it is recorded but opens nothing.
+
+The rule section that will drive finer dedup (fields to ignore) is `dedup` (rule-engine issue);
+this first version compares annotations and severity.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from rules.model import AlertState, AlertStatus, Event
+
+
+class DedupOutcome(enum.StrEnum):
+    NEW = "new"
+    REFIRED = "refired"
+    REPEAT = "repeat"
+    CHANGED = "changed"
+    RESOLVED = "resolved"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    RESOLVED_UNSEEN = "resolved_unseen"
+
+    @property
+    def fires(self) -> bool:
+        """The alert starts (again) and must join an incident."""
+        return self in (DedupOutcome.NEW, DedupOutcome.REFIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupDecision:
+    outcome: DedupOutcome
+    alert: AlertState | None
+
+    @property
+    def changes_state(self) -> bool:
+        return self.alert is not None
+
+
+def dedup(
+    prior: AlertState | None, event: Event, now: datetime, duplicate_window: timedelta
+) -> DedupDecision:
+    if prior is None:
+        return _first_sight(event, now)
+    if prior.digest == event.digest and now - prior.last_seen <= duplicate_window:
+        return DedupDecision(DedupOutcome.DUPLICATE, None)
+    if event.status is AlertStatus.FIRING:
+        return _firing_again(prior, event, now)
+    return _resolving(prior, event, now)
+
+
+def _first_sight(event: Event, now: datetime) -> DedupDecision:
+    outcome = (
+        DedupOutcome.NEW if event.status is AlertStatus.FIRING else DedupOutcome.RESOLVED_UNSEEN
+    )
+    alert = AlertState(
+        source=event.source,
+        fingerprint=event.fingerprint,
+        status=event.status,
+        labels=event.labels,
+        annotations=event.annotations,
+        severity=event.severity,
+        starts_at=event.starts_at,
+        ends_at=_ended_at(event, now),
+        expires_at=event.expires_at,
+        generator_url=event.generator_url,
+        group_key=event.group_key,
+        first_seen=now,
+        last_seen=now,
+        count=1,
+        digest=event.digest,
+        incident_id=None,
+        rule=None,
+    )
+    return DedupDecision(outcome, alert)
+
+
+def _firing_again(prior: AlertState, event: Event, now: datetime) -> DedupDecision:
+    if prior.status is AlertStatus.RESOLVED:
+        # An edge-triggered sender (no expiry) that repeats the start time of an occurrence we
+        # saw end is late, not new. A level-triggered one is the judge of its own state: if we
+        # resolved the alert by expiry and the sender still reports it firing, it fires again.
+        late = event.expires_at is None and prior.ends_at is not None
+        if late and event.starts_at <= prior.ends_at:  # type: ignore[operator]
+            return DedupDecision(DedupOutcome.STALE, None)
+        return DedupDecision(DedupOutcome.REFIRED, _observed(prior, event, now, first=True))
+    changed = prior.annotations != event.annotations or prior.severity is not event.severity
+    outcome = DedupOutcome.CHANGED if changed else DedupOutcome.REPEAT
+    return DedupDecision(outcome, _observed(prior, event, now, first=False))
+
+
+def _resolving(prior: AlertState, event: Event, now: datetime) -> DedupDecision:
+    if prior.status is AlertStatus.RESOLVED:
+        return DedupDecision(DedupOutcome.DUPLICATE, None)
+    if event.starts_at < prior.starts_at:
+        return DedupDecision(DedupOutcome.STALE, None)
+    return DedupDecision(DedupOutcome.RESOLVED, _observed(prior, event, now, first=False))
+
+
+def _observed(prior: AlertState, event: Event, now: datetime, *, first: bool) -> AlertState:
+    """The prior record updated with what the event says; `first` starts a new occurrence."""
+    return replace(
+        prior,
+        status=event.status,
+        annotations=event.annotations,
+        severity=event.severity,
+        starts_at=event.starts_at if first else prior.starts_at,
+        ends_at=_ended_at(event, now),
+        expires_at=event.expires_at,
+        generator_url=event.generator_url or prior.generator_url,
+        group_key=event.group_key or prior.group_key,
+        last_seen=now,
+        count=1 if first else prior.count + 1,
+        digest=event.digest,
+    )
+
+
+def _ended_at(event: Event, now: datetime) -> datetime | None:
+    if event.status is AlertStatus.FIRING:
+        return None
+    return event.ends_at or now
+
+
+def expiry_event(alert: AlertState) -> Event:
+    """The resolve that a level-triggered alert's passed `expires_at` stands for.
+
+    Prometheus re-sends a firing alert with a later `endsAt`; when none came before the last
+    one passed, the alert ended at that time (Alertmanager's resolve_timeout semantics).
+    """
+    ended = alert.expires_at or alert.last_seen
+    return Event(
+        source=alert.source,
+        fingerprint=alert.fingerprint,
+        status=AlertStatus.RESOLVED,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        severity=alert.severity,
+        starts_at=alert.starts_at,
+        ends_at=ended,
+        expires_at=None,
+        generator_url=alert.generator_url,
+        group_key=alert.group_key,
+        receiver=None,
+        digest=f"expired:{alert.digest}",
+    )
