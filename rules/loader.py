@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import jinja2
 import yaml
@@ -21,8 +21,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from rules.match import LabelMatcher, matchers_from_mapping, parse_matcher
-from rules.ruleset import IncidentRule, Matcher, RuleSet
+from rules.match import matchers_from_mapping, parse_matcher
+from rules.ruleset import IncidentRule, RuleSet
 from rules.schema import ERROR_INDEX, IncidentRuleSpec, RuleFile
 
 TITLE_MAX_CHARS = 200
@@ -63,13 +63,19 @@ class JinjaTitle:
             text = ""
         # Collapsing whitespace keeps a title on one line (mail subjects, chat headers).
         title = " ".join(text.split())[:TITLE_MAX_CHARS]
-        return title or labels.get("alertname") or "alert"
+        # Empty means "no title": the incidents stage then builds its default one.
+        return title
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys, which PyYAML would silently overwrite."""
+    """A SafeLoader that refuses duplicate keys, which PyYAML would silently overwrite.
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    The check runs when a mapping is composed, before construction flattens merge keys (`<<`),
+    whose keys may legitimately be overridden.
+    """
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
         seen: dict[tuple[str, str], int] = {}
         for key, _ in node.value:
             if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
@@ -77,9 +83,9 @@ class _StrictLoader(yaml.SafeLoader):
             if (key.tag, key.value) in seen:
                 first = seen[key.tag, key.value]
                 message = f"duplicate key {key.value!r} (first at line {first})"
-                raise yaml.constructor.ConstructorError(None, None, message, key.start_mark)
+                raise yaml.composer.ComposerError(None, None, message, key.start_mark)
             seen[key.tag, key.value] = key.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+        return node
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +183,7 @@ class _Compiler:
         self.incident_rules.append(
             IncidentRule(
                 name=spec.name,
-                matchers=_as_matchers(matchers + matchers_from_mapping(spec.match)),
+                matchers=(matchers + matchers_from_mapping(spec.match)),
                 group_by=tuple(spec.group_by),
                 title=title,
                 source_file=source.path,
@@ -263,12 +269,6 @@ def _format_loc(loc: Iterable[int | str]) -> str:
         else:
             text += f".{part}" if text else part
     return text
-
-
-def _as_matchers(matchers: tuple[LabelMatcher, ...]) -> tuple[Matcher, ...]:
-    # `Matcher.name` is declared as a settable attribute, which mypy will not accept from a
-    # frozen dataclass; a read-only property in the protocol would make this cast unnecessary.
-    return cast("tuple[Matcher, ...]", matchers)
 
 
 def _digest(contents: Mapping[str, bytes]) -> str:

@@ -16,7 +16,8 @@ from rules.model import GROUP_KEY_LABEL
 class Matcher(Protocol):
     """An Alertmanager-style matcher (`name=value`, `!=`, `=~`, `!~`)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def matches(self, labels: Mapping[str, str]) -> bool: ...
 

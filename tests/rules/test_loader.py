@@ -374,13 +374,13 @@ def title_of(rules_dir: Path, template: str) -> str:
         ("{{ labels.alertname }} on {{ labels.instance }}", "DiskFull on"),
         ("{{ annotations.summary or labels.alertname }}", "Disk full on db1"),
         ("{{ annotations.missing or labels.alertname }}", "DiskFull"),
-        ("{{ labels.missing.deeper.still }}", "DiskFull"),
-        ("{{ labels.instance | upper }}", "DiskFull"),
-        ("{{ labels.count | int // 0 }}", "DiskFull"),
-        ("{{ labels.alertname + 1 }}", "DiskFull"),
-        ("{{ labels.missing + 1 }}", "DiskFull"),
-        ("{{ labels.__class__.__mro__ }}", "DiskFull"),
-        ("{{ labels.update({'a': '1'}) }}", "DiskFull"),
+        ("{{ labels.missing.deeper.still }}", ""),
+        ("{{ labels.instance | upper }}", ""),
+        ("{{ labels.count | int // 0 }}", ""),
+        ("{{ labels.alertname + 1 }}", ""),
+        ("{{ labels.missing + 1 }}", ""),
+        ("{{ labels.__class__.__mro__ }}", ""),
+        ("{{ labels.update({'a': '1'}) }}", ""),
         ("  a \n\n b\tc  ", "a b c"),
         ("{{ 'x' * 500 }}", "x" * 200),
         ("<b>{{ labels.alertname }}</b>", "<b>DiskFull</b>"),
@@ -390,10 +390,10 @@ def test_title_rendering_never_raises(rules_dir: Path, template: str, expected: 
     assert title_of(rules_dir, template) == expected
 
 
-def test_title_falls_back_to_alert_without_alertname(rules_dir: Path) -> None:
+def test_title_that_fails_renders_empty_so_the_stage_uses_its_default(rules_dir: Path) -> None:
     write(
         rules_dir, "t.yaml", "incidents:\n  - name: t\n    group_by: [x]\n    title: '{{ 1/0 }}'\n"
     )
     title = load_rules(rules_dir).incident_rules[0].title
     assert title is not None
-    assert title.render({}, {}) == "alert"
+    assert title.render({}, {}) == ""
