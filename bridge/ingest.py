@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.clock import Clock
@@ -35,7 +41,34 @@ from rules.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 
-_STORE_ERRORS = (SQLAlchemyError, OSError, asyncio.TimeoutError)
+# SQLSTATE classes where waiting and retrying helps: connection exception, transaction
+# rollback (deadlock, serialization), invalid catalog (database gone), insufficient resources,
+# operator intervention (shutdown, "cannot connect now"), system error.
+_TRANSIENT_SQLSTATE = ("08", "40", "3D", "53", "57", "58")
+
+
+class _Unreachable(Exception):
+    """The database is away (connection, disk, lock): the whole batch waits for a retry."""
+
+
+_UNREACHABLE = (_Unreachable, OSError, asyncio.TimeoutError)
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE)
+
+
+def _describe(exc: BaseException) -> str:
+    """The driver's message without the statement and its parameters (they hold alert data)."""
+    if isinstance(exc, _Unreachable) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    return f"{type(original).__name__}: {str(original).splitlines()[0] if str(original) else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +168,23 @@ class Pipeline:
         started = time.perf_counter()
         now = self._clock.now()
         try:
-            async with self._engine.begin() as conn:
-                work, evaluations = await self._transaction(conn, batch, now)
-        except _STORE_ERRORS as exc:
-            log.warning("commit of %d events failed: %s", size, exc)
+            work, evaluations = await self._attempt(batch, now)
+        except SQLAlchemyError as exc:
+            # Not the database being away: something in the batch does not fit. Commit the
+            # requests one by one, so only the one at fault fails and the others are stored.
             self._metrics.database_errors.labels("commit").inc()
-            self._fail(batch, StoreUnavailable(str(exc)))
+            if len(batch) > 1:
+                for item in batch:
+                    await self._commit([item], item.size)
+                return
+            log.error("commit refused: %s", _describe(exc))
+            retry_helps = isinstance(exc, IntegrityError)  # a concurrent writer won a race
+            self._fail(batch, StoreUnavailable(_describe(exc)) if retry_helps else exc)
+            return
+        except _UNREACHABLE as exc:
+            log.warning("commit of %d events failed: %s", size, _describe(exc))
+            self._metrics.database_errors.labels("commit").inc()
+            self._fail(batch, StoreUnavailable(_describe(exc)))
             return
         self._observe(work, evaluations, now)
         self._metrics.commit_events.observe(size)
@@ -157,6 +201,21 @@ class Pipeline:
                 item.future.set_exception(item.error)
             else:
                 item.future.set_result(item.result)
+
+    async def _attempt(self, batch: list[_Work], now: datetime) -> tuple[WorkSet, list[Evaluation]]:
+        try:
+            connection = await self._engine.connect()
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            raise _Unreachable(exc) from exc  # whatever stops a connection, waiting may help
+        try:
+            async with connection.begin():
+                return await self._transaction(connection, batch, now)
+        except SQLAlchemyError as exc:
+            if _transient(exc):
+                raise _Unreachable(exc) from exc
+            raise
+        finally:
+            await connection.close()
 
     @staticmethod
     def _fail(batch: list[_Work], exc: Exception) -> None:

@@ -68,6 +68,6 @@ async def counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
     by_incident = select(incidents.c.status, func.count()).group_by(incidents.c.status)
     by_alert = select(alerts.c.status, func.count()).group_by(alerts.c.status)
     return {
-        "incidents": {s: n for s, n in (await conn.execute(by_incident)).tuples()},
-        "alerts": {s: n for s, n in (await conn.execute(by_alert)).tuples()},
+        "incidents": {s: n for s, n in (await conn.execute(by_incident)).all()},
+        "alerts": {s: n for s, n in (await conn.execute(by_alert)).all()},
     }

@@ -78,7 +78,7 @@ async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> li
 
 async def count_incidents_by_status(conn: AsyncConnection) -> dict[str, int]:
     query = select(incidents.c.status, func.count()).group_by(incidents.c.status)
-    return {status: count for status, count in (await conn.execute(query)).tuples()}
+    return {status: count for status, count in (await conn.execute(query)).all()}
 
 
 async def persist(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 21:14:40.250403
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ def upgrade() -> None:
         ),
         sa.Column("received_at", bridge.store.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=64), nullable=False),
-        sa.Column("fingerprint", sa.String(length=200), nullable=False),
+        sa.Column("fingerprint", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("outcome", sa.String(length=32), nullable=False),
         sa.Column(
             "incident_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
-        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("digest", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
@@ -86,7 +86,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("source", sa.String(length=64), nullable=False),
-        sa.Column("fingerprint", sa.String(length=200), nullable=False),
+        sa.Column("fingerprint", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
         sa.Column("annotations", sa.JSON(), nullable=False),
@@ -99,7 +99,7 @@ def upgrade() -> None:
         sa.Column("first_seen", bridge.store.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("last_seen", bridge.store.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("digest", sa.Text(), nullable=False),
         sa.Column(
             "incident_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
@@ -132,7 +132,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("fingerprint", sa.String(length=200), nullable=True),
+        sa.Column("fingerprint", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["incident_id"],
             ["incidents.id"],

@@ -1,0 +1,140 @@
+"""The writer: group commit, durability before the answer, outage and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from bridge.errors import StoreUnavailable
+from bridge.ingest import Pipeline
+from bridge.metrics import Metrics
+from bridge.store import database
+from bridge.store.tables import alerts
+from rules.evaluate import EngineSettings
+from rules.ruleset import RuleSet
+from tests.bridge.conftest import CAPTURED, PG_ADMIN_DSN, Bridge, FakeClock
+from tests.rules.builders import event
+
+SETTINGS = EngineSettings(duplicate_window=timedelta(minutes=1), reopen_window=timedelta(hours=1))
+
+
+def sample(metrics: Metrics, name: str) -> float:
+    value = metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+async def test_concurrent_submissions_share_one_commit(database_url: str, clock: FakeClock) -> None:
+    engine = database.create_engine(database_url)
+    await database.upgrade(engine)
+    metrics = Metrics("test")
+    pipeline = Pipeline(engine, clock, RuleSet, SETTINGS, metrics, commit_max_events=5000)
+    submissions = [
+        asyncio.create_task(pipeline.submit([event(f"fp{i}", group_key=None)])) for i in range(20)
+    ]
+    await asyncio.sleep(0)  # let every request enqueue before the writer starts
+    pipeline.start()
+    await asyncio.gather(*submissions)
+    await pipeline.stop()
+    assert sample(metrics, "bridge_commit_events_count") == 1
+    assert sample(metrics, "bridge_commit_events_sum") == 20
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(alerts))).scalar() == 20
+    await engine.dispose()
+
+
+async def test_commit_size_is_capped(database_url: str, clock: FakeClock) -> None:
+    engine = database.create_engine(database_url)
+    await database.upgrade(engine)
+    metrics = Metrics("test")
+    pipeline = Pipeline(engine, clock, RuleSet, SETTINGS, metrics, commit_max_events=5)
+    submissions = [
+        asyncio.create_task(pipeline.submit([event(f"fp{i}", group_key=None)])) for i in range(12)
+    ]
+    await asyncio.sleep(0)
+    pipeline.start()
+    await asyncio.gather(*submissions)
+    await pipeline.stop()
+    assert sample(metrics, "bridge_commit_events_count") == 3
+    await engine.dispose()
+
+
+async def _allow_connections(database: str, allowed: bool) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_database_outage_gives_503_with_retry_after_and_recovers(bridge: Bridge) -> None:
+    name = "am-01-firing-bridge-critical-hostdown-1alerts.json"
+    body: dict[str, Any] = json.loads((CAPTURED / "alertmanager" / name).read_text())
+    database_name = bridge.runtime.engine.url.database
+    assert database_name
+    await _allow_connections(database_name, False)
+    try:
+        response = await bridge.client.post("/api/v1/webhooks/alertmanager", json=body)
+        assert response.status == 503
+        assert int(response.headers["Retry-After"]) >= 1
+        assert (await bridge.client.get("/-/ready")).status == 503
+        assert (await bridge.client.get("/-/healthy")).status == 200
+        assert (await bridge.client.get("/api/v1/incidents")).status == 503
+    finally:
+        await _allow_connections(database_name, True)
+    status, _ = await bridge.post_json("/api/v1/webhooks/alertmanager", body)
+    assert status == 200
+    assert (await bridge.client.get("/-/ready")).status == 200
+    assert len((await bridge.get_json("/api/v1/incidents"))["incidents"]) == 1
+    text = await (await bridge.client.get("/metrics")).text()
+    assert (
+        'bridge_requests_rejected_total{reason="store_unavailable",source="alertmanager"} 1.0'
+        in text
+    )
+
+
+async def test_submit_raises_store_unavailable_when_the_database_is_gone(clock: FakeClock) -> None:
+    engine = database.create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    pipeline = Pipeline(engine, clock, RuleSet, SETTINGS, Metrics("t"), commit_max_events=10)
+    pipeline.start()
+    with pytest.raises(StoreUnavailable):
+        await pipeline.submit([event()])
+    await pipeline.stop()
+    await engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_request_the_database_refuses_does_not_take_its_batch_down(
+    database_url: str, clock: FakeClock
+) -> None:
+    engine = database.create_engine(database_url)
+    await database.upgrade(engine)
+    metrics = Metrics("test")
+    pipeline = Pipeline(engine, clock, RuleSet, SETTINGS, metrics, commit_max_events=100)
+    good = [asyncio.create_task(pipeline.submit([event(f"ok{i}")])) for i in range(3)]
+    poison = asyncio.create_task(pipeline.submit([event("bad", source="s" * 100)]))
+    await asyncio.sleep(0)
+    pipeline.start()
+    await asyncio.gather(*good)
+    with pytest.raises(DBAPIError):
+        await poison
+    await pipeline.stop()
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(alerts))).scalar() == 3
+    await engine.dispose()
