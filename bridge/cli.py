@@ -54,6 +54,8 @@ def _run(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # APScheduler logs every job run at INFO; its warnings and errors still show.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     web.run_app(
         create_app(settings),
         host=settings.host,

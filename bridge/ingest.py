@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,8 @@ from rules.model import AlertStatus, Event, IncidentState, IncidentStatus
 from rules.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
+
+_NO_ACTION = IncidentAction.NONE
 
 # SQLSTATE classes where waiting and retrying helps: connection exception, transaction
 # rollback (deadlock, serialization), invalid catalog (database gone), insufficient resources,
@@ -310,24 +313,33 @@ class Pipeline:
         item.result = updated
 
     def _observe(self, work: WorkSet, evaluations: list[Evaluation], now: datetime) -> None:
-        m = self._metrics
-        stamp = now.timestamp()
+        # Tallied first: one `labels()` lookup per distinct label set, not per event.
+        outcomes: Counter[tuple[str, str]] = Counter()
+        actions: Counter[tuple[str, IncidentAction]] = Counter()
         for evaluation in evaluations:
-            source = evaluation.event.source
-            m.events_received.labels(source).inc()
-            m.last_event.labels(source).set(stamp)
-            m.dedup_outcomes.labels(source, evaluation.dedup.outcome.value).inc()
+            outcomes[evaluation.event.source, evaluation.dedup.outcome] += 1
             decision = evaluation.incident
-            if decision.action is IncidentAction.NONE:
-                continue
-            m.incident_actions.labels(decision.rule, decision.action.value).inc()
-            if decision.action is IncidentAction.OPENED:
-                m.incidents_opened.labels(decision.rule).inc()
-            elif decision.action is IncidentAction.REOPENED:
-                m.incidents_reopened.labels(decision.rule).inc()
-            elif decision.action is IncidentAction.RESOLVED:
-                m.incidents_resolved.labels(decision.rule, "alerts").inc()
+            if decision.action is not _NO_ACTION:
+                actions[decision.rule, decision.action] += 1
+        m = self._metrics
+        for (source, outcome), count in outcomes.items():
+            m.events_received.labels(source).inc(count)
+            m.dedup_outcomes.labels(source, outcome).inc(count)
+        for source in {source for source, _ in outcomes}:
+            m.last_event.labels(source).set(now.timestamp())
+        for (rule, action), count in actions.items():
+            _count_action(m, rule, action, count)
         for before, after in work.status_changes():
             if before is not None:
-                m.incidents.labels(before.value).dec()
-            m.incidents.labels(after.value).inc()
+                m.incidents.labels(before).dec()
+            m.incidents.labels(after).inc()
+
+
+def _count_action(m: Metrics, rule: str, action: IncidentAction, count: int) -> None:
+    m.incident_actions.labels(rule, action).inc(count)
+    if action is IncidentAction.OPENED:
+        m.incidents_opened.labels(rule).inc(count)
+    elif action is IncidentAction.REOPENED:
+        m.incidents_reopened.labels(rule).inc(count)
+    elif action is IncidentAction.RESOLVED:
+        m.incidents_resolved.labels(rule, "alerts").inc(count)

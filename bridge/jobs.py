@@ -54,6 +54,7 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
         "interval",
         seconds=runtime.settings.resolve_check_interval.total_seconds(),
         id="resolve_expired",
+        name="resolve_expired",
         max_instances=1,
         coalesce=True,
     )

@@ -27,8 +27,5 @@ class Runtime:
     version: str
     last_event_at: dict[str, datetime] = field(default_factory=dict)
 
-    def current_rules(self) -> RuleSet:
-        return self.rules
-
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -22,7 +22,7 @@ this first version compares annotations and severity.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rules.model import AlertState, AlertStatus, Event
@@ -116,9 +116,12 @@ def _resolving(prior: AlertState, event: Event, now: datetime) -> DedupDecision:
 
 def _observed(prior: AlertState, event: Event, now: datetime, *, first: bool) -> AlertState:
     """The prior record updated with what the event says; `first` starts a new occurrence."""
-    return replace(
-        prior,
+    # Built directly rather than with `dataclasses.replace`: this runs for every re-send.
+    return AlertState(
+        source=prior.source,
+        fingerprint=prior.fingerprint,
         status=event.status,
+        labels=prior.labels,
         annotations=event.annotations,
         severity=event.severity,
         starts_at=event.starts_at if first else prior.starts_at,
@@ -126,9 +129,12 @@ def _observed(prior: AlertState, event: Event, now: datetime, *, first: bool) ->
         expires_at=event.expires_at,
         generator_url=event.generator_url or prior.generator_url,
         group_key=event.group_key or prior.group_key,
+        first_seen=prior.first_seen,
         last_seen=now,
         count=1 if first else prior.count + 1,
         digest=event.digest,
+        incident_id=prior.incident_id,
+        rule=prior.rule,
     )
 
 

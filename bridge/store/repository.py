@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Row, Update, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -118,14 +118,66 @@ async def _update_incidents(conn: AsyncConnection, work: WorkSet, now: datetime)
 
 
 async def _upsert_alerts(conn: AsyncConnection, work: WorkSet, ids: dict[int, int]) -> None:
-    rows = [_alert_row(work.alerts[key], ids) for key in sorted(work.dirty_alerts)]
-    if not rows:
-        return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(alerts)
-    changing = {name: statement.excluded[name] for name in rows[0] if name not in _ALERT_KEY}
-    upsert = statement.on_conflict_do_update(index_elements=list(_ALERT_KEY), set_=changing)
-    await conn.execute(upsert, rows)
+    inserts: list[dict[str, Any]] = []
+    full: list[dict[str, Any]] = []
+    light: list[dict[str, Any]] = []
+    for key in sorted(work.dirty_alerts):
+        alert, before = work.alerts[key], work.loaded_alerts.get(key)
+        if before is None:
+            inserts.append(_alert_row(alert, ids))
+        elif _only_volatile_changed(before, alert):
+            light.append(_volatile_row(alert))
+        else:
+            full.append(_alert_row(alert, ids))
+    if inserts:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(alerts)
+        changing = {n: statement.excluded[n] for n in inserts[0] if n not in _ALERT_KEY}
+        upsert = statement.on_conflict_do_update(index_elements=list(_ALERT_KEY), set_=changing)
+        await conn.execute(upsert, inserts)
+    for rows in (full, light):
+        if rows:
+            for row in rows:
+                row["b_source"] = row.pop("source")
+                row["b_fingerprint"] = row.pop("fingerprint")
+            await conn.execute(_update_alert(tuple(rows[0])), rows)
+
+
+def _only_volatile_changed(before: AlertState, after: AlertState) -> bool:
+    """A repeat: only counters and times moved, so the row update can skip labels and JSON."""
+    return (
+        before.annotations == after.annotations
+        and before.severity is after.severity
+        and before.incident_id == after.incident_id
+        and before.rule == after.rule
+        and before.starts_at == after.starts_at
+        and before.generator_url == after.generator_url
+        and before.group_key == after.group_key
+    )
+
+
+def _volatile_row(alert: AlertState) -> dict[str, Any]:
+    return {
+        "source": alert.source,
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "ends_at": alert.ends_at,
+        "expires_at": alert.expires_at,
+        "last_seen": alert.last_seen,
+        "count": alert.count,
+        "digest": alert.digest,
+    }
+
+
+def _update_alert(columns: tuple[str, ...]) -> Update:
+    key = (
+        alerts.c.source == bindparam("b_source"),
+        alerts.c.fingerprint == bindparam("b_fingerprint"),
+    )
+    values: dict[str, Any] = {
+        name: bindparam(name) for name in columns if not name.startswith("b_")
+    }
+    return update(alerts).where(*key).values(values)
 
 
 _ALERT_KEY = ("source", "fingerprint")
@@ -139,7 +191,7 @@ async def _insert_timeline(
             {
                 "incident_id": ids.get(e.incident_id, e.incident_id),
                 "at": e.at,
-                "kind": e.kind.value,
+                "kind": e.kind,
                 "actor": e.actor,
                 "message": e.message,
                 "fingerprint": e.fingerprint,
@@ -161,8 +213,8 @@ async def _insert_events(
                 "received_at": now,
                 "source": event.source,
                 "fingerprint": event.fingerprint,
-                "status": event.status.value,
-                "outcome": evaluation.dedup.outcome.value,
+                "status": event.status,
+                "outcome": evaluation.dedup.outcome,
                 "incident_id": ids.get(incident_id, incident_id) if incident_id else None,
                 "digest": event.digest,
             }
@@ -176,8 +228,8 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
         "key": incident.key,
         "rule": incident.rule,
         "title": incident.title,
-        "severity": incident.severity.value,
-        "status": incident.status.value,
+        "severity": incident.severity,
+        "status": incident.status,
         "opened_at": incident.opened_at,
         "acknowledged_at": incident.acknowledged_at,
         "resolved_at": incident.resolved_at,
@@ -195,10 +247,10 @@ def _alert_row(alert: AlertState, ids: dict[int, int]) -> dict[str, Any]:
     return {
         "source": alert.source,
         "fingerprint": alert.fingerprint,
-        "status": alert.status.value,
+        "status": alert.status,
         "labels": dict(alert.labels),
         "annotations": dict(alert.annotations),
-        "severity": alert.severity.value,
+        "severity": alert.severity,
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
         "expires_at": alert.expires_at,

@@ -22,6 +22,7 @@ class WorkSet:
     incidents: dict[int, IncidentState] = field(default_factory=dict)
     latest_by_key: dict[str, int] = field(default_factory=dict)
     loaded_status: dict[int, IncidentStatus] = field(default_factory=dict)
+    loaded_alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
     dirty_alerts: set[AlertKey] = field(default_factory=set)
     dirty_incidents: set[int] = field(default_factory=set)
     timeline: list[TimelineEntry] = field(default_factory=list)
@@ -29,7 +30,9 @@ class WorkSet:
 
     def add_loaded_alerts(self, alerts: Iterable[AlertState]) -> None:
         for alert in alerts:
-            self.alerts[(alert.source, alert.fingerprint)] = alert
+            key = (alert.source, alert.fingerprint)
+            self.alerts[key] = alert
+            self.loaded_alerts[key] = alert
 
     def add_loaded_incidents(self, incidents: Iterable[IncidentState]) -> None:
         for incident in incidents:
