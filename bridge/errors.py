@@ -19,6 +19,10 @@ class StoreUnavailable(BridgeError):
     """The database cannot be reached or refused the write; a retry may succeed (503)."""
 
 
+class StoreRefused(BridgeError):
+    """The database refused a write for a reason a retry will not change: a bug (500)."""
+
+
 class NotFound(BridgeError):
     """The addressed record does not exist (404)."""
 

@@ -21,15 +21,17 @@ from datetime import datetime
 
 from sqlalchemy.exc import (
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.clock import Clock
-from bridge.errors import Conflict, NotFound, StoreUnavailable
+from bridge.errors import Conflict, NotFound, StoreRefused, StoreUnavailable
 from bridge.metrics import Metrics
 from bridge.store import repository
 from bridge.store.workset import AlertKey, WorkSet
@@ -57,10 +59,13 @@ class _Unreachable(Exception):
 _UNREACHABLE = (_Unreachable, OSError, asyncio.TimeoutError)
 
 
-def _transient(exc: SQLAlchemyError) -> bool:
-    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+def is_transient(exc: SQLAlchemyError) -> bool:
+    """Whether waiting helps: the database is away, not refusing what we sent."""
+    if isinstance(exc, PoolTimeout | DisconnectionError):
         return True
-    if isinstance(exc, OperationalError | InterfaceError):
+    if not isinstance(exc, DBAPIError):
+        return False  # compile or usage errors: a bug, not an outage
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE)
@@ -182,7 +187,8 @@ class Pipeline:
                 return
             log.error("commit refused: %s", _describe(exc))
             retry_helps = isinstance(exc, IntegrityError)  # a concurrent writer won a race
-            self._fail(batch, StoreUnavailable(_describe(exc)) if retry_helps else exc)
+            error = StoreUnavailable if retry_helps else StoreRefused
+            self._fail(batch, error(_describe(exc)))
             return
         except _UNREACHABLE as exc:
             log.warning("commit of %d events failed: %s", size, _describe(exc))
@@ -214,7 +220,7 @@ class Pipeline:
             async with connection.begin():
                 return await self._transaction(connection, batch, now)
         except SQLAlchemyError as exc:
-            if _transient(exc):
+            if is_transient(exc):
                 raise _Unreachable(exc) from exc
             raise
         finally:

@@ -9,7 +9,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.api.responses import error_response, store_unavailable
-from bridge.errors import Conflict, NotFound, StoreUnavailable
+from bridge.errors import Conflict, NotFound, StoreRefused, StoreUnavailable
 from bridge.runtime import RUNTIME
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(404, str(exc))
     except Conflict as exc:
         return error_response(409, str(exc))
+    except StoreRefused as exc:
+        log.error("write refused on %s %s: %s", request.method, request.path, exc)
+        request.app[RUNTIME].metrics.internal_errors.labels("writer").inc()
+        return error_response(500, "the database refused the write")
     except StoreUnavailable:
         return store_unavailable(request.app[RUNTIME])
     except (SQLAlchemyError, OSError) as exc:

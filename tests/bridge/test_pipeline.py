@@ -10,10 +10,16 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import (
+    CompileError,
+    DBAPIError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bridge.errors import StoreUnavailable
-from bridge.ingest import Pipeline
+from bridge.errors import StoreRefused, StoreUnavailable
+from bridge.ingest import Pipeline, is_transient
 from bridge.metrics import Metrics
 from bridge.store import database
 from bridge.store.tables import alerts
@@ -132,9 +138,32 @@ async def test_a_request_the_database_refuses_does_not_take_its_batch_down(
     await asyncio.sleep(0)
     pipeline.start()
     await asyncio.gather(*good)
-    with pytest.raises(DBAPIError):
+    with pytest.raises(StoreRefused):
         await poison
     await pipeline.stop()
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(alerts))).scalar() == 3
     await engine.dispose()
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (OperationalError("stmt", {}, Exception("database is locked")), True),
+        (PoolTimeout("pool exhausted"), True),
+        (DBAPIError("stmt", {}, _PgError("57P03")), True),  # cannot connect now
+        (DBAPIError("stmt", {}, _PgError("08006")), True),  # connection failure
+        (DBAPIError("stmt", {}, _PgError("40P01")), True),  # deadlock: retry helps
+        (DBAPIError("stmt", {}, _PgError("22001")), False),  # value too long
+        (DBAPIError("stmt", {}, _PgError("23505")), False),  # unique violation
+        (CompileError("bindparam name reserved"), False),  # a bug, not an outage
+    ],
+)
+def test_only_outages_count_as_transient(error: SQLAlchemyError, transient: bool) -> None:
+    assert is_transient(error) is transient

@@ -171,6 +171,6 @@ def test_mapping_with_bad_name_is_refused() -> None:
 
 
 def test_satisfies_the_ruleset_protocol() -> None:
-    matcher: Matcher = parse_matcher(f'{RECEIVER_LABEL}="team-a"')  # type: ignore[assignment]
+    matcher: Matcher = parse_matcher(f'{RECEIVER_LABEL}="team-a"')
     assert matcher.name == RECEIVER_LABEL
     assert matcher.matches({RECEIVER_LABEL: "team-a"})
