@@ -33,9 +33,9 @@ def version() -> str:
 
 
 def default_rules_dir() -> Path:
-    """The example rules: inside the wheel, or `config/rules` of a source checkout."""
-    packaged = Path(__file__).with_name("_config") / "rules"
-    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "config" / "rules"
+    """The example rules shipped in `config/rules` (`bridge/_config` links there, and the wheel
+    carries a copy under that name)."""
+    return Path(__file__).with_name("_config") / "rules"
 
 
 def load_rule_set(settings: Settings) -> RuleSet:
