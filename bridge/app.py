@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 
+import prometheus_client
 from aiohttp import web
 
 from bridge import jobs
@@ -48,6 +49,8 @@ def load_rule_set(settings: Settings) -> RuleSet:
 async def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """Load rules, migrate the schema, and wire the HTTP app; the writer starts with the app."""
     rules = load_rule_set(settings)
+    # `*_created` series double the exposition and no alerting rule uses them.
+    prometheus_client.disable_created_metrics()
     metrics = Metrics(version())
     engine = database.create_engine(
         settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous

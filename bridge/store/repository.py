@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.store.tables import alerts, events, incidents, timeline
 from bridge.store.workset import AlertKey, WorkSet
+from rules.dedup import DedupOutcome
 from rules.evaluate import Evaluation
 from rules.model import (
     AlertState,
@@ -206,6 +207,9 @@ async def _insert_events(
 ) -> None:
     rows = []
     for evaluation in evaluations:
+        # A duplicate delivery changed nothing; it is counted in the metrics, not logged.
+        if evaluation.dedup.outcome is DedupOutcome.DUPLICATE:
+            continue
         event, alert = evaluation.event, evaluation.alert
         incident_id = alert.incident_id if alert is not None else None
         rows.append(

@@ -93,7 +93,8 @@ timeline = Table(
     Index("ix_timeline_incident", "incident_id", "id"),
 )
 
-# The event log: one row per accepted event, with what the pipeline decided about it.
+# The event log: one row per accepted event that was not a duplicate delivery, with what the
+# pipeline decided about it (duplicates change nothing and are only counted in the metrics).
 events = Table(
     "events",
     metadata,
