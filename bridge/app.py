@@ -50,7 +50,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     """Load rules, migrate the schema, and wire the HTTP app; the writer starts with the app."""
     rules = load_rule_set(settings)
     # `*_created` series double the exposition and no alerting rule uses them.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = Metrics(version())
     engine = database.create_engine(
         settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
