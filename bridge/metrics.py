@@ -31,6 +31,12 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
+        self.alerts_truncated = Counter(
+            "bridge_alerts_truncated_total",
+            "Alerts a sender left out of its notifications (Alertmanager `max_alerts`).",
+            ["source"],
+            registry=r,
+        )
         self.requests_rejected = Counter(
             "bridge_requests_rejected_total",
             "Whole requests refused, by source and reason.",

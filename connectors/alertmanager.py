@@ -97,6 +97,7 @@ class WebhookNotification(BaseModel):
 
     receiver: str | None = None
     group_key: str | None = Field(default=None, alias="groupKey")
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0, strict=True)
     alerts: list[Any]
 
 
@@ -111,7 +112,12 @@ def parse(body: object, now: datetime) -> Parsed:
             rejects.append(reject_from_error(exc, index, f"alerts[{index}]"))
             continue
         events.append(_event(alert, notification, now))
-    return Parsed(events=events, rejects=rejects, items=len(notification.alerts))
+    return Parsed(
+        events=events,
+        rejects=rejects,
+        items=len(notification.alerts),
+        truncated=notification.truncated_alerts,
+    )
 
 
 def _notification(body: object) -> WebhookNotification:

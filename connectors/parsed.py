@@ -45,3 +45,5 @@ class Parsed:
     events: list[Event] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     items: int = 0
+    # Alerts the sender says it left out of the body (Alertmanager's `truncatedAlerts`).
+    truncated: int = 0

@@ -84,6 +84,8 @@ def receiver(source: str, parse: Parser) -> Callable[[web.Request], Awaitable[we
                 422, str(exc), reason=reject.reason.value, rejected=[reject.as_dict()]
             )
         rejected = [r.as_dict() for r in parsed.rejects]
+        if parsed.truncated:
+            runtime.metrics.alerts_truncated.labels(source).inc(parsed.truncated)
         if parsed.rejects:
             runtime.metrics.events_rejected.labels(source, RejectReason.INVALID_ITEM.value).inc(
                 len(parsed.rejects)
@@ -100,9 +102,10 @@ def receiver(source: str, parse: Parser) -> Callable[[web.Request], Awaitable[we
             return store_unavailable(runtime)
         if parsed.events:
             runtime.last_event_at[source] = runtime.clock.now()
-        return json_response(
-            {"status": "success", "accepted": len(parsed.events), "rejected": rejected}
-        )
+        answer = {"status": "success", "accepted": len(parsed.events), "rejected": rejected}
+        if parsed.truncated:
+            answer["truncated"] = parsed.truncated
+        return json_response(answer)
 
     return handle
 

@@ -122,9 +122,11 @@ async def test_truncated_notifications_keep_what_they_show(bridge: Bridge) -> No
     bridge.clock.set(arrival("20:00:12.381"))
     name = "am-maxalerts2-04-firing-bridge-warning-diskfull-2alerts-truncated1.json"
     status, answer = await bridge.post_json(WEBHOOK, body(name))
-    assert (status, answer["accepted"]) == (200, 2)
+    assert (status, answer["accepted"], answer["truncated"]) == (200, 2, 1)
     bridge.clock.set(arrival("20:00:32.383"))
     name = "am-maxalerts2-10-resolved-bridge-warning-diskfull-2alerts-truncated1.json"
     status, _ = await bridge.post_json(WEBHOOK, body(name))
     assert status == 200
     assert [i["status"] for i in await incidents(bridge)] == ["resolved"]
+    metrics = await (await bridge.client.get("/metrics")).text()
+    assert 'bridge_alerts_truncated_total{source="alertmanager"} 2.0' in metrics

@@ -110,12 +110,21 @@ def test_digest_tells_a_repeat_from_a_change() -> None:
 def test_truncated_notifications_parse_what_they_list(name: str) -> None:
     body = load(name)
     parsed = alertmanager.parse(body, NOW)
-    assert body["truncatedAlerts"] == 1
+    assert parsed.truncated == 1
     assert parsed.rejects == []
     assert [e.labels["instance"] for e in parsed.events] == [
         "db-01.e2e.example:9100",
         "db-02.e2e.example:9100",
     ]
+
+
+@pytest.mark.parametrize("value", [-1, "1", None])
+def test_a_bad_truncated_alerts_count_is_a_body_error(value: object) -> None:
+    body = load(TRUNCATED[0])
+    body["truncatedAlerts"] = value
+    with pytest.raises(BodyError) as raised:
+        alertmanager.parse(body, NOW)
+    assert raised.value.reject.field == "truncatedAlerts"
 
 
 @pytest.mark.parametrize(
