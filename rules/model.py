@@ -52,6 +52,21 @@ class IncidentStatus(enum.StrEnum):
         return self is not IncidentStatus.RESOLVED
 
 
+class EventKind(enum.StrEnum):
+    """What an event reports. `state` carries a firing or resolved status through dedup; the
+    others act on the incident of the alert they name (edge-triggered senders such as Nagios and
+    Zabbix report them), and leave the alert's firing/resolved state alone."""
+
+    STATE = "state"
+    ACKNOWLEDGE = "acknowledge"
+    UNACKNOWLEDGE = "unacknowledge"
+    COMMENT = "comment"
+    FLAPPING_START = "flapping_start"
+    FLAPPING_STOP = "flapping_stop"
+    MAINTENANCE_START = "maintenance_start"
+    MAINTENANCE_END = "maintenance_end"
+
+
 # Pseudo-labels that rules can match and group on besides an event's own labels. Prometheus
 # reserves names that start with "__", so they never collide with a real label.
 SOURCE_LABEL = "__source__"
@@ -64,8 +79,9 @@ class Event:
     """One observation decoded from one webhook item or poll result.
 
     `expires_at` is set for level-triggered senders (Prometheus): a firing alert that is not
-    re-sent by then resolves. `digest` identifies the exact content of the item, so that a
-    redelivery of the same notification can be told from a later re-send.
+    re-sent by then resolves. For a `kind` other than `state`, `status` is the alert's state as
+    the sender saw it when it reported the action. `digest` identifies the exact content of the
+    item, so that a redelivery of the same notification can be told from a later re-send.
     """
 
     source: str
@@ -81,6 +97,11 @@ class Event:
     group_key: str | None
     receiver: str | None
     digest: str
+    kind: EventKind = EventKind.STATE
+    # Who did it and what they said, for kinds other than `state` (an acknowledgement's author
+    # and comment, a downtime's author, a custom notification's text).
+    actor: str = ""
+    message: str = ""
 
     def match_labels(self) -> dict[str, str]:
         """The labels that rules see: the event's own plus the pseudo-labels."""
