@@ -39,7 +39,7 @@ from rules import incidents as incident_stage
 from rules.dedup import expiry_event
 from rules.evaluate import EngineSettings, Evaluation, evaluate
 from rules.incidents import IncidentAction, Refusal, route
-from rules.model import AlertStatus, Event, IncidentState, IncidentStatus
+from rules.model import AlertStatus, Event, EventKind, IncidentState, IncidentStatus
 from rules.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,8 @@ class Pipeline:
             for event in item.events:
                 prior = work.alert(event.source, event.fingerprint)
                 may_fire = prior is None or prior.status is AlertStatus.RESOLVED
-                if event.status is AlertStatus.FIRING and may_fire:
+                fires = event.status is AlertStatus.FIRING and event.kind is EventKind.STATE
+                if fires and may_fire:
                     route_keys.add(route(rules, event).key)
         incident_ids = {a.incident_id for a in work.alerts.values() if a.incident_id is not None}
         incident_ids.update(item.action.incident_id for item in batch if item.action)

@@ -14,6 +14,8 @@ whose `outcome` names what happened (the value is the `outcome` label of
   occurrence that already ended, or a resolve of an occurrence older than the stored one).
 - `resolved_unseen`: a resolve for an alert never seen firing (Alertmanager's `max_alerts`
   truncation can hide the firing notification); it is recorded but opens nothing.
+- `action`: the event reports an action (acknowledgement, comment, flapping, downtime), not a
+  state; dedup leaves the alert alone and the `actions` stage applies it.
 
 The rule section that will drive finer dedup (fields to ignore) is `dedup` (rule-engine issue);
 this first version compares annotations and severity.
@@ -37,6 +39,7 @@ class DedupOutcome(enum.StrEnum):
     DUPLICATE = "duplicate"
     STALE = "stale"
     RESOLVED_UNSEEN = "resolved_unseen"
+    ACTION = "action"  # not a state report: the `actions` stage handles it
 
     @property
     def fires(self) -> bool:

@@ -1,4 +1,5 @@
-"""The pipeline's stage order, written once: dedup -> incidents.
+"""The pipeline's stage order, written once: dedup -> incidents, or actions for events that
+report an action rather than a state.
 
 Input: one `Event`, the state the shell loaded (`World`), the rule set and the clock reading.
 Output: an `Evaluation` holding each stage's decision. The shell applies the new states to its
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from rules.dedup import DedupDecision, dedup
+from rules.actions import act
+from rules.dedup import DedupDecision, DedupOutcome, dedup
 from rules.incidents import IncidentDecision, IncidentView, correlate
-from rules.model import AlertState, Event
+from rules.model import AlertState, Event, EventKind
 from rules.ruleset import RuleSet
+
+_ACTION = DedupDecision(DedupOutcome.ACTION, None)
 
 
 class World(IncidentView, Protocol):
@@ -51,6 +55,8 @@ def evaluate(
     settings: EngineSettings,
     new_incident_id: Callable[[], int],
 ) -> Evaluation:
+    if event.kind is not EventKind.STATE:
+        return Evaluation(event, _ACTION, act(world, event, now))
     prior = world.alert(event.source, event.fingerprint)
     deduped = dedup(prior, event, now, settings.duplicate_window)
     joined = correlate(ruleset, world, event, deduped, now, settings.reopen_window, new_incident_id)

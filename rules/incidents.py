@@ -39,6 +39,9 @@ class IncidentAction(enum.StrEnum):
     UPDATED = "updated"
     ALERT_RESOLVED = "alert_resolved"
     RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    NOTED = "noted"
     NONE = "none"
 
 
@@ -214,6 +217,18 @@ def acknowledge(
         return incident, None
     updated = replace(incident, status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=now)
     entry = TimelineEntry(updated.id, now, TimelineKind.ACKNOWLEDGED, actor, comment)
+    return updated, entry
+
+
+def unacknowledge(
+    incident: IncidentState, actor: str, comment: str, now: datetime
+) -> tuple[IncidentState, TimelineEntry | None] | Refusal:
+    if incident.status is IncidentStatus.RESOLVED:
+        return Refusal.ALREADY_RESOLVED
+    if incident.status is not IncidentStatus.ACKNOWLEDGED:
+        return incident, None
+    updated = replace(incident, status=IncidentStatus.NEW, acknowledged_at=None)
+    entry = TimelineEntry(updated.id, now, TimelineKind.UNACKNOWLEDGED, actor, comment)
     return updated, entry
 
 

@@ -171,6 +171,12 @@ class TimelineKind(enum.StrEnum):
     REOPENED = "reopened"
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    COMMENT = "comment"
+    FLAPPING_STARTED = "flapping_started"
+    FLAPPING_STOPPED = "flapping_stopped"
+    MAINTENANCE_STARTED = "maintenance_started"
+    MAINTENANCE_ENDED = "maintenance_ended"
 
 
 @dataclass(frozen=True, slots=True)
