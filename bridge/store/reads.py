@@ -64,10 +64,18 @@ async def list_alerts(
     return [_as_dict(row, _ALERT_FIELDS) for row in await conn.execute(query)]
 
 
-async def counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+async def counts(conn: AsyncConnection) -> dict[str, Any]:
     by_incident = select(incidents.c.status, func.count()).group_by(incidents.c.status)
-    by_alert = select(alerts.c.status, func.count()).group_by(alerts.c.status)
+    by_alert = select(alerts.c.source, alerts.c.status, func.count()).group_by(
+        alerts.c.source, alerts.c.status
+    )
+    alert_counts: dict[str, int] = {}
+    per_source: dict[str, dict[str, int]] = {}
+    for source, status, count in (await conn.execute(by_alert)).all():
+        alert_counts[status] = alert_counts.get(status, 0) + count
+        per_source.setdefault(source, {})[status] = count
     return {
         "incidents": {s: n for s, n in (await conn.execute(by_incident)).all()},
-        "alerts": {s: n for s, n in (await conn.execute(by_alert)).all()},
+        "alerts": alert_counts,
+        "alerts_by_source": per_source,
     }

@@ -83,6 +83,7 @@ async def test_health_ready_and_status(bridge: Bridge) -> None:
     assert len(status["rules"]["hash"]) == 64
     assert status["counts"]["incidents"] == {"new": 1}
     assert status["counts"]["alerts"] == {"firing": 1}
+    assert status["counts"]["alerts_by_source"] == {"alertmanager": {"firing": 1}}
     assert set(status["last_event_at"]) == {"alertmanager"}
 
 
