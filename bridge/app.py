@@ -19,6 +19,8 @@ from bridge.metrics import Metrics
 from bridge.runtime import RUNTIME, Runtime
 from bridge.settings import Settings
 from bridge.store import database, repository
+from connectors.generic import Mapping as GenericMapping
+from connectors.generic import MappingLoadError, load_mappings
 from rules.evaluate import EngineSettings
 from rules.loader import RuleLoadError, load_rules
 from rules.ruleset import RuleSet
@@ -33,22 +35,46 @@ def version() -> str:
         return "0+unknown"
 
 
-def default_rules_dir() -> Path:
-    """The example rules shipped in `config/rules` (`bridge/_config` links there, and the wheel
+def default_config_dir() -> Path:
+    """The example config shipped in `config/` (`bridge/_config` links there, and the wheel
     carries a copy under that name)."""
-    return Path(__file__).with_name("_config") / "rules"
+    return Path(__file__).with_name("_config")
 
 
 def load_rule_set(settings: Settings) -> RuleSet:
     try:
-        return load_rules(settings.rules_dir or default_rules_dir())
+        return load_rules(settings.rules_dir or default_config_dir() / "rules")
     except RuleLoadError as exc:
         raise ConfigError(exc.errors) from exc
 
 
+def load_generic_mappings(settings: Settings) -> dict[str, GenericMapping]:
+    try:
+        return load_mappings(settings.generic_dir or default_config_dir() / "generic")
+    except MappingLoadError as exc:
+        raise ConfigError(exc.errors) from exc
+
+
+def load_config(settings: Settings) -> tuple[RuleSet, dict[str, GenericMapping]]:
+    """Every file the settings name, validated together: all errors are reported at once."""
+    errors: list[str] = []
+    rules, mappings = RuleSet(), {}
+    try:
+        rules = load_rule_set(settings)
+    except ConfigError as exc:
+        errors += exc.errors
+    try:
+        mappings = load_generic_mappings(settings)
+    except ConfigError as exc:
+        errors += exc.errors
+    if errors:
+        raise ConfigError(errors)
+    return rules, mappings
+
+
 async def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """Load rules, migrate the schema, and wire the HTTP app; the writer starts with the app."""
-    rules = load_rule_set(settings)
+    rules, mappings = load_config(settings)
     # `*_created` series double the exposition and no alerting rule uses them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = Metrics(version())
@@ -73,6 +99,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
         rules=rules,
         started_at=clock.now(),
         version=version(),
+        generic_mappings=mappings,
     )
     metrics.rules_loaded.labels("incidents").set(len(rules.incident_rules))
     async with engine.connect() as conn:

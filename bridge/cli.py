@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.app import create_app, load_rule_set, version
+from bridge.app import create_app, load_config, version
 from bridge.errors import ConfigError
 from bridge.settings import Settings, load_settings
 from bridge.store import database
@@ -68,8 +68,11 @@ def _run(settings: Settings) -> int:
 
 
 def _check(settings: Settings) -> int:
-    rules = load_rule_set(settings)
-    print(f"settings ok; {len(rules.incident_rules)} incident rules in {len(rules.files)} files")
+    rules, mappings = load_config(settings)
+    print(
+        f"settings ok; {len(rules.incident_rules)} incident rules in {len(rules.files)} files; "
+        f"{len(mappings)} generic webhook mappings"
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ from bridge.clock import Clock
 from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
 from bridge.settings import Settings
+from connectors.generic import Mapping as GenericMapping
 from rules.ruleset import RuleSet
 
 
@@ -25,6 +26,7 @@ class Runtime:
     rules: RuleSet
     started_at: datetime
     version: str
+    generic_mappings: dict[str, GenericMapping] = field(default_factory=dict)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
 
 

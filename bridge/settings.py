@@ -10,6 +10,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -21,6 +22,20 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def _zone(value: object) -> ZoneInfo:
+    if isinstance(value, ZoneInfo):
+        return value
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+
+
+ZoneName = Annotated[ZoneInfo, BeforeValidator(_zone), PlainSerializer(str, return_type=str)]
 
 DEFAULT_PORT = 9470
 
@@ -38,6 +53,15 @@ class Settings(BaseSettings):
     )
     rules_dir: Path | None = Field(
         None, description="Directory of rule files; empty means the example rules shipped."
+    )
+    generic_dir: Path | None = Field(
+        None,
+        description="Directory of generic webhook mappings (one YAML file per sender); empty "
+        "means the examples shipped.",
+    )
+    zabbix_timezone: ZoneName = Field(
+        ZoneInfo("UTC"),
+        description="Time zone of the Zabbix server, whose event dates and times carry none.",
     )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."

@@ -14,9 +14,9 @@ import orjson
 from aiohttp import web
 
 from bridge.api.responses import error_response, json_response, store_unavailable
-from bridge.errors import StoreUnavailable
+from bridge.errors import NotFound, StoreUnavailable
 from bridge.runtime import RUNTIME, Runtime
-from connectors import alertmanager, prometheus
+from connectors import alertmanager, generic, nagios, prometheus, zabbix
 from connectors.parsed import BodyError, Parsed, RejectReason
 
 Parser = Callable[[object, datetime, Runtime], Parsed]
@@ -28,6 +28,14 @@ def _alertmanager(body: object, now: datetime, runtime: Runtime) -> Parsed:
 
 def _prometheus(body: object, now: datetime, runtime: Runtime) -> Parsed:
     return prometheus.parse(body, now, runtime.settings.resolve_timeout)
+
+
+def _nagios(body: object, now: datetime, runtime: Runtime) -> Parsed:
+    return nagios.parse(body, now)
+
+
+def _zabbix(body: object, now: datetime, runtime: Runtime) -> Parsed:
+    return zabbix.parse(body, now, server_tz=runtime.settings.zabbix_timezone)
 
 
 class _Refused(Exception):
@@ -70,44 +78,68 @@ async def _decode(request: web.Request, runtime: Runtime, source: str) -> object
 
 def receiver(source: str, parse: Parser) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
-        runtime = request.app[RUNTIME]
-        try:
-            body = await _decode(request, runtime, source)
-        except _Refused as refused:
-            return refused.response
-        try:
-            parsed = parse(body, runtime.clock.now(), runtime)
-        except BodyError as exc:
-            reject = exc.reject
-            runtime.metrics.requests_rejected.labels(source, reject.reason.value).inc()
-            return error_response(
-                422, str(exc), reason=reject.reason.value, rejected=[reject.as_dict()]
-            )
-        rejected = [r.as_dict() for r in parsed.rejects]
-        if parsed.truncated:
-            runtime.metrics.alerts_truncated.labels(source).inc(parsed.truncated)
-        if parsed.rejects:
-            runtime.metrics.events_rejected.labels(source, RejectReason.INVALID_ITEM.value).inc(
-                len(parsed.rejects)
-            )
-        if not parsed.events and parsed.rejects:
-            runtime.metrics.requests_rejected.labels(source, RejectReason.INVALID_BODY.value).inc()
-            return error_response(422, "no valid item in the body", rejected=rejected)
-        try:
-            await runtime.pipeline.submit(parsed.events)
-        except StoreUnavailable:
-            runtime.metrics.requests_rejected.labels(
-                source, RejectReason.STORE_UNAVAILABLE.value
-            ).inc()
-            return store_unavailable(runtime)
-        if parsed.events:
-            runtime.last_event_at[source] = runtime.clock.now()
-        answer = {"status": "success", "accepted": len(parsed.events), "rejected": rejected}
-        if parsed.truncated:
-            answer["truncated"] = parsed.truncated
-        return json_response(answer)
+        return await ingest(request, source, parse)
 
     return handle
+
+
+async def ingest(request: web.Request, source: str, parse: Parser) -> web.Response:
+    """Decode, parse with the connector, commit through the pipeline, answer."""
+    runtime = request.app[RUNTIME]
+    try:
+        body = await _decode(request, runtime, source)
+    except _Refused as refused:
+        return refused.response
+    try:
+        parsed = parse(body, runtime.clock.now(), runtime)
+    except BodyError as exc:
+        reject = exc.reject
+        runtime.metrics.requests_rejected.labels(source, reject.reason.value).inc()
+        return error_response(
+            422, str(exc), reason=reject.reason.value, rejected=[reject.as_dict()]
+        )
+    rejected = [r.as_dict() for r in parsed.rejects]
+    _count(runtime, source, parsed)
+    if not parsed.events and parsed.rejects:
+        runtime.metrics.requests_rejected.labels(source, RejectReason.INVALID_BODY.value).inc()
+        return error_response(422, "no valid item in the body", rejected=rejected)
+    try:
+        await runtime.pipeline.submit(parsed.events)
+    except StoreUnavailable:
+        runtime.metrics.requests_rejected.labels(source, RejectReason.STORE_UNAVAILABLE.value).inc()
+        return store_unavailable(runtime)
+    if parsed.events:
+        runtime.last_event_at[source] = runtime.clock.now()
+    answer: dict[str, object] = {
+        "status": "success",
+        "accepted": len(parsed.events),
+        "rejected": rejected,
+    }
+    if parsed.truncated:
+        answer["truncated"] = parsed.truncated
+    return json_response(answer)
+
+
+def _count(runtime: Runtime, source: str, parsed: Parsed) -> None:
+    if parsed.truncated:
+        runtime.metrics.alerts_truncated.labels(source).inc(parsed.truncated)
+    if parsed.rejects:
+        runtime.metrics.events_rejected.labels(source, RejectReason.INVALID_ITEM.value).inc(
+            len(parsed.rejects)
+        )
+
+
+async def _generic(request: web.Request) -> web.Response:
+    """`/api/v1/webhooks/generic/{name}`: each mapping file is a source of its own."""
+    name = request.match_info["name"]
+    mapping = request.app[RUNTIME].generic_mappings.get(name)
+    if mapping is None:
+        raise NotFound(f"no generic webhook mapping named {name!r}")
+
+    def parse(body: object, now: datetime, runtime: Runtime) -> Parsed:
+        return generic.parse(mapping, name, body, now)
+
+    return await ingest(request, name, parse)
 
 
 def add_routes(app: web.Application) -> None:
@@ -116,3 +148,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v2/alerts", prometheus_receiver)
     # Prometheus before 3.0 can still be configured with `api_version: v1`.
     app.router.add_post("/api/v1/alerts", prometheus_receiver)
+    app.router.add_post("/api/v1/webhooks/nagios", receiver("nagios", _nagios))
+    app.router.add_post("/api/v1/webhooks/zabbix", receiver("zabbix", _zabbix))
+    app.router.add_post("/api/v1/webhooks/generic/{name}", _generic)
