@@ -83,14 +83,17 @@ def item_digest(
     annotations: Mapping[str, str],
     starts_at: datetime | None,
     ends_at: datetime | None,
+    *extra: str,
 ) -> str:
     """A short hash of what tells a redelivery from a later re-send of the same alert.
 
     Mapping order does not matter. The status is part of it: Prometheus sends a firing and a
     resolved item with otherwise identical content (the resolution reuses the announced endsAt).
+    `extra` holds what else a sender reports outside labels (a severity field, a link).
     """
     canonical = orjson.dumps(
-        (status.value, labels, annotations, starts_at, ends_at), option=orjson.OPT_SORT_KEYS
+        (status.value, labels, annotations, starts_at, ends_at, extra),
+        option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.blake2b(canonical, digest_size=8).hexdigest()
 

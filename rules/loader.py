@@ -89,7 +89,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 @dataclass(frozen=True, slots=True)
-class _Source:
+class YamlSource:
     """One parsed file: where to report, and the node tree to find lines in."""
 
     path: str
@@ -148,7 +148,7 @@ class _Compiler:
         )
 
     def add_file(self, path: str, data: bytes) -> None:
-        parsed = _parse(path, data)
+        parsed = parse_yaml(path, data)
         if isinstance(parsed, str):
             self.errors.append(parsed)
             return
@@ -158,7 +158,7 @@ class _Compiler:
             for index, spec in enumerate(rule_file.incidents):
                 self._add_incident_rule(source, ("incidents", index), spec)
 
-    def _validate(self, source: _Source, document: object) -> RuleFile | None:
+    def _validate(self, source: YamlSource, document: object) -> RuleFile | None:
         if document is None:
             return RuleFile()
         if not isinstance(document, dict):
@@ -168,10 +168,10 @@ class _Compiler:
             return RuleFile.model_validate(document)
         except ValidationError as exc:
             details = sorted(exc.errors(), key=lambda detail: source.line(_error_loc(detail)))
-            self.errors.extend(_describe(source, detail) for detail in details)
+            self.errors.extend(describe_error(source, detail) for detail in details)
             return None
 
-    def _add_incident_rule(self, source: _Source, loc: Loc, spec: IncidentRuleSpec) -> None:
+    def _add_incident_rule(self, source: YamlSource, loc: Loc, spec: IncidentRuleSpec) -> None:
         first = self._rule_sites.get(spec.name)
         if first is not None:
             message = f"duplicate rule name {spec.name!r} (first defined at {first})"
@@ -191,7 +191,7 @@ class _Compiler:
             )
         )
 
-    def _compile_title(self, source: _Source, loc: Loc, text: str | None) -> JinjaTitle | None:
+    def _compile_title(self, source: YamlSource, loc: Loc, text: str | None) -> JinjaTitle | None:
         if text is None:
             return None
         try:
@@ -202,7 +202,7 @@ class _Compiler:
             return None
 
 
-def _parse(path: str, data: bytes) -> tuple[_Source, object] | str:
+def parse_yaml(path: str, data: bytes) -> tuple[YamlSource, object] | str:
     """The node tree and the data of one file, or its YAML error as `file:line: message`."""
     loader = _StrictLoader(data)
     try:
@@ -214,7 +214,7 @@ def _parse(path: str, data: bytes) -> tuple[_Source, object] | str:
         return f"{path}:1: invalid YAML: {exc}"
     finally:
         loader.dispose()
-    return _Source(path, root), document
+    return YamlSource(path, root), document
 
 
 def _describe_yaml(path: str, exc: yaml.MarkedYAMLError) -> str:
@@ -233,7 +233,7 @@ def _error_loc(detail: ErrorDetails) -> Loc:
     return (*loc, index) if isinstance(index, int) else loc
 
 
-def _describe(source: _Source, detail: ErrorDetails) -> str:
+def describe_error(source: YamlSource, detail: ErrorDetails) -> str:
     loc = _error_loc(detail)
     kind = detail["type"]
     if kind == "extra_forbidden":
