@@ -16,14 +16,16 @@ What the sender does, proven by the captures in `shared/fixtures/captured/nagios
 | ACKNOWLEDGEMENT                | ACKNOWLEDGE; actor/message from the author and comment      |
 | CUSTOM                         | COMMENT; actor/message from the author and comment          |
 | FLAPPINGSTART                  | FLAPPING_START                                              |
-| FLAPPINGSTOP, FLAPPINGDISABLED | FLAPPING_STOP                                               |
+| FLAPPINGSTOP, FLAPPINGDISABLED | FLAPPING_STOP, then STATE resolved if the state is OK/UP    |
 | DOWNTIMESTART                  | MAINTENANCE_START; actor/message from the downtime          |
 | DOWNTIMEEND, DOWNTIMECANCELLED | MAINTENANCE_END, then STATE resolved if the state is OK/UP  |
 
 For kinds other than STATE, `status` is firing when the object's current state is a problem
 (not OK/UP). A service that recovers inside its downtime sends no RECOVERY, only DOWNTIMEEND
-with state OK: the second event resolves it. Actor and message are NOTIFICATIONAUTHOR and
-NOTIFICATIONCOMMENT (for acknowledgements falling back to HOST/SERVICEACKAUTHOR and -COMMENT).
+with state OK, and Nagios suppresses the RECOVERY of a flapping service, so its FLAPPINGSTOP
+with state OK is the only word that it recovered: in both cases the second event resolves it.
+Actor and message are NOTIFICATIONAUTHOR and NOTIFICATIONCOMMENT (for acknowledgements falling
+back to HOST/SERVICEACKAUTHOR and -COMMENT).
 
 Fields of the events:
 * fingerprint: `host:<HOSTNAME>` or `service:<HOSTNAME>/<SERVICEDESC>`. A Nagios object is one
@@ -123,7 +125,7 @@ KINDS: dict[str, EventKind] = {
     "DOWNTIMECANCELLED": EventKind.MAINTENANCE_END,
 }
 # Notification types after which the object's own state is reported as well when it is OK/UP.
-_RESOLVING_END = frozenset({"DOWNTIMEEND", "DOWNTIMECANCELLED"})
+_RESOLVING_END = frozenset({"DOWNTIMEEND", "DOWNTIMECANCELLED", "FLAPPINGSTOP", "FLAPPINGDISABLED"})
 
 # Custom variables that are documentation rather than identity: annotations, not labels.
 ANNOTATION_VARIABLES = {"runbook": "runbook_url", "runbook_url": "runbook_url"}
