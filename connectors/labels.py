@@ -21,6 +21,7 @@ Severity, read from the `severity` label, case-insensitive, surrounding blanks i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
@@ -111,3 +112,16 @@ LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN)]
 # Wire type of a label set: str -> str, valid names, empty values dropped, not empty.
 LabelSet = Annotated[dict[LabelName, str], AfterValidator(_without_empty_values)]
 Annotations = dict[str, str]
+
+
+_NOT_LABEL_CHARS = re.compile(r"[^a-z0-9_]")
+
+
+def label_name(name: str) -> str:
+    """A sender's name for a value (a Nagios custom variable, a Zabbix tag) as a valid
+    Prometheus label name: lower case, other characters `_`, "" when nothing is left.
+
+    Leading underscores go: names starting with "__" are reserved (the rules' pseudo-labels).
+    """
+    cleaned = _NOT_LABEL_CHARS.sub("_", name.lower()).lstrip("_")
+    return f"_{cleaned}" if cleaned[:1].isdigit() else cleaned

@@ -88,6 +88,7 @@ from typing import NoReturn
 import orjson
 
 from connectors.alertmanager import json_type
+from connectors.labels import label_name
 from connectors.parsed import BodyError, Parsed, Reject, RejectReason
 from rules.model import AlertStatus, Event, EventKind, Severity
 
@@ -129,7 +130,6 @@ _RESOLVING_END = frozenset({"DOWNTIMEEND", "DOWNTIMECANCELLED", "FLAPPINGSTOP", 
 
 # Custom variables that are documentation rather than identity: annotations, not labels.
 ANNOTATION_VARIABLES = {"runbook": "runbook_url", "runbook_url": "runbook_url"}
-_NOT_LABEL_CHARS = re.compile(r"[^a-z0-9_]")
 _ESCAPE = re.compile(r"\\(\\|n)")
 _PREFIXES = {"host": "HOST", "service": "SERVICE"}
 
@@ -290,15 +290,6 @@ def custom_variables(n: Notification, *, labels: bool) -> dict[str, str]:
             elif annotation is not None and not labels:
                 found[annotation] = value
     return found
-
-
-def label_name(variable: str) -> str:
-    """A custom variable's name as a valid Prometheus label name, "" when nothing is left.
-
-    Leading underscores go: names starting with "__" are reserved (the rules' pseudo-labels).
-    """
-    name = _NOT_LABEL_CHARS.sub("_", variable.lower()).lstrip("_")
-    return f"_{name}" if name[:1].isdigit() else name
 
 
 def event_annotations(n: Notification) -> dict[str, str]:

@@ -78,7 +78,7 @@ from typing import NoReturn
 import orjson
 
 from connectors.alertmanager import json_type
-from connectors.nagios import label_name
+from connectors.labels import label_name
 from connectors.parsed import BodyError, Parsed, Reject, RejectReason
 from rules.model import AlertStatus, Event, EventKind, Severity
 
