@@ -6,13 +6,18 @@ counts (`bridge_job_runs_total{job,result}`), so one failed run never stops the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bridge.runtime import Runtime
+from bridge.runtime import JobHealth, Runtime
 from bridge.store import repository
+from connectors import nagios
+from connectors.nagios_reconcile import reconcile
+from connectors.nagios_status import parse_status
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +37,41 @@ async def resolve_expired(runtime: Runtime) -> int:
             return total
 
 
+async def reconcile_nagios(runtime: Runtime) -> int:
+    """Bring alerts of source "nagios" in line with `status.dat`; returns the events sent."""
+    path = runtime.settings.nagios_status_file
+    if path is None:
+        return 0
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
+    states = parse_status(text)
+    async with runtime.engine.connect() as conn:
+        firing = await repository.firing_fingerprints(conn, nagios.SOURCE)
+    events = reconcile(states, firing, runtime.clock.now())
+    await runtime.pipeline.submit(events)
+    return len(events)
+
+
 def guarded(
     name: str, job: Callable[[Runtime], Awaitable[object]], runtime: Runtime
 ) -> Callable[[], Awaitable[None]]:
+    health = runtime.jobs.setdefault(name, JobHealth())
+
     async def run() -> None:
+        started = time.perf_counter()
+        health.runs += 1
         try:
             await job(runtime)
-        except Exception:
+        except Exception as exc:
             log.exception("job %s failed", name)
             runtime.metrics.job_runs.labels(name, "failure").inc()
+            health.failures += 1
+            health.last_error_at = runtime.clock.now()
+            health.last_error = f"{type(exc).__name__}: {exc}"[:500]
             return
+        finally:
+            health.last_duration_seconds = round(time.perf_counter() - started, 6)
         runtime.metrics.job_runs.labels(name, "success").inc()
+        health.last_success_at = runtime.clock.now()
 
     return run
 
@@ -58,4 +87,14 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
         max_instances=1,
         coalesce=True,
     )
+    if runtime.settings.nagios_status_file is not None:
+        scheduler.add_job(
+            guarded("reconcile_nagios", reconcile_nagios, runtime),
+            "interval",
+            seconds=runtime.settings.nagios_reconcile_interval.total_seconds(),
+            id="reconcile_nagios",
+            name="reconcile_nagios",
+            max_instances=1,
+            coalesce=True,
+        )
     return scheduler

@@ -17,6 +17,18 @@ from rules.ruleset import RuleSet
 
 
 @dataclass
+class JobHealth:
+    """What `/api/v1/status` shows of a scheduled job (pollers included)."""
+
+    runs: int = 0
+    failures: int = 0
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error: str = ""
+    last_duration_seconds: float = 0.0
+
+
+@dataclass
 class Runtime:
     settings: Settings
     clock: Clock
@@ -28,6 +40,7 @@ class Runtime:
     version: str
     generic_mappings: dict[str, GenericMapping] = field(default_factory=dict)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
+    jobs: dict[str, JobHealth] = field(default_factory=dict)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

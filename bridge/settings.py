@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         description="Directory of generic webhook mappings (one YAML file per sender); empty "
         "means the examples shipped.",
     )
+    nagios_status_file: Path | None = Field(
+        None,
+        description="Nagios `status.dat` to reconcile with (lost notifications); empty: off.",
+    )
+    nagios_reconcile_interval: Duration = Field(
+        timedelta(minutes=1), description="How often `nagios_status_file` is read."
+    )
     zabbix_timezone: ZoneName = Field(
         ZoneInfo("UTC"),
         description="Time zone of the Zabbix server, whose event dates and times carry none.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,6 +46,7 @@ async def status(request: web.Request) -> web.Response:
             },
             "counts": counts,
             "last_event_at": dict(sorted(runtime.last_event_at.items())),
+            "jobs": {name: asdict(health) for name, health in sorted(runtime.jobs.items())},
         }
     )
 

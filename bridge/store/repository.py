@@ -77,6 +77,13 @@ async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> li
     return [(row.source, row.fingerprint) for row in await conn.execute(query)]
 
 
+async def firing_fingerprints(conn: AsyncConnection, source: str) -> set[str]:
+    query = select(alerts.c.fingerprint).where(
+        alerts.c.source == source, alerts.c.status == AlertStatus.FIRING
+    )
+    return set((await conn.execute(query)).scalars())
+
+
 async def count_incidents_by_status(conn: AsyncConnection) -> dict[str, int]:
     query = select(incidents.c.status, func.count()).group_by(incidents.c.status)
     return {status: count for status, count in (await conn.execute(query)).all()}
