@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import prometheus_client
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 
 from bridge import jobs
 from bridge.api import incidents, middleware, status, webhooks
@@ -99,6 +99,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
         rules=rules,
         started_at=clock.now(),
         version=version(),
+        http=ClientSession(timeout=ClientTimeout(total=30)),
         generic_mappings=mappings,
     )
     metrics.rules_loaded.labels("incidents").set(len(rules.incident_rules))
@@ -129,4 +130,5 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     yield
     scheduler.shutdown(wait=False)
     await runtime.pipeline.stop()
+    await runtime.http.close()
     await runtime.engine.dispose()

@@ -10,12 +10,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import aiohttp
+import orjson
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bridge.runtime import JobHealth, Runtime
 from bridge.store import repository
-from connectors import nagios
+from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
 
@@ -45,10 +48,71 @@ async def reconcile_nagios(runtime: Runtime) -> int:
     text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
     states = parse_status(text)
     async with runtime.engine.connect() as conn:
-        firing = await repository.firing_fingerprints(conn, nagios.SOURCE)
+        firing = {a.fingerprint for a in await repository.firing_alerts(conn, nagios.SOURCE)}
     events = reconcile(states, firing, runtime.clock.now())
     await runtime.pipeline.submit(events)
     return len(events)
+
+
+class PollError(Exception):
+    """A poll failed: the sender could not be reached or refused the request."""
+
+
+# problem.get as Zabbix 6.0's own problem view asks it: open problems and recently resolved ones.
+_PROBLEM_GET = {
+    "output": "extend",
+    "recent": True,
+    "selectTags": "extend",
+    "selectAcknowledges": "extend",
+    "sortfield": ["eventid"],
+    "sortorder": "ASC",
+}
+
+
+async def poll_zabbix(runtime: Runtime) -> int:
+    """Polling mode: open and recently resolved problems from the Zabbix API, and the firing
+    alerts whose problem is gone; returns the events sent."""
+    settings = runtime.settings
+    if not settings.zabbix_api_url:
+        return 0
+    problems = await _zabbix_call(runtime, "problem.get", _PROBLEM_GET)
+    trigger_ids = zabbix_api.problem_trigger_ids(problems)
+    triggers = await _zabbix_call(
+        runtime,
+        "trigger.get",
+        {"triggerids": trigger_ids, "output": "extend", "selectTags": "extend",
+         "selectHosts": ["hostid", "host", "name"], "expandDescription": True},
+    )  # fmt: skip
+    now = runtime.clock.now()
+    parsed = zabbix_api.problems_from_response(
+        problems, now, triggers=triggers, frontend_url=settings.zabbix_frontend_url
+    )
+    listed = {event.fingerprint for event in parsed.events}
+    async with runtime.engine.connect() as conn:
+        firing = await repository.firing_alerts(conn, zabbix.SOURCE)
+    gone = [alert for alert in firing if alert.fingerprint not in listed]
+    events = [*parsed.events, *zabbix_api.vanished(gone, now)]
+    await runtime.pipeline.submit(events)
+    return len(events)
+
+
+async def _zabbix_call(runtime: Runtime, method: str, params: dict[str, Any]) -> object:
+    token = runtime.settings.zabbix_api_token
+    body = zabbix_api.request(method, params, token.get_secret_value() if token else None, 1)
+    headers = {"Content-Type": "application/json-rpc"}
+    try:
+        async with runtime.http.post(
+            runtime.settings.zabbix_api_url, data=orjson.dumps(body), headers=headers
+        ) as response:
+            if response.status != 200:
+                raise PollError(f"{method}: HTTP {response.status}")
+            answer: object = orjson.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+        raise PollError(f"{method}: {type(exc).__name__}: {exc}") from exc
+    error = zabbix_api.api_error(answer)
+    if error is not None:
+        raise PollError(f"{method}: {error}")
+    return answer
 
 
 def guarded(
@@ -94,6 +158,16 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
             seconds=runtime.settings.nagios_reconcile_interval.total_seconds(),
             id="reconcile_nagios",
             name="reconcile_nagios",
+            max_instances=1,
+            coalesce=True,
+        )
+    if runtime.settings.zabbix_api_url:
+        scheduler.add_job(
+            guarded("poll_zabbix", poll_zabbix, runtime),
+            "interval",
+            seconds=runtime.settings.zabbix_poll_interval.total_seconds(),
+            id="poll_zabbix",
+            name="poll_zabbix",
             max_instances=1,
             coalesce=True,
         )

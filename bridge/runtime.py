@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.clock import Clock
@@ -38,6 +38,7 @@ class Runtime:
     rules: RuleSet
     started_at: datetime
     version: str
+    http: ClientSession
     generic_mappings: dict[str, GenericMapping] = field(default_factory=dict)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
     jobs: dict[str, JobHealth] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rules.duration import format_duration, parse_duration
@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     )
     nagios_reconcile_interval: Duration = Field(
         timedelta(minutes=1), description="How often `nagios_status_file` is read."
+    )
+    zabbix_api_url: str = Field(
+        "",
+        description="Zabbix JSON-RPC endpoint (`https://zabbix.example/api_jsonrpc.php`) for "
+        "polling mode; empty: off.",
+    )
+    zabbix_api_token: SecretStr | None = Field(
+        None, description="Zabbix API token (or session id) for polling mode."
+    )
+    zabbix_poll_interval: Duration = Field(
+        timedelta(minutes=1), description="How often Zabbix is polled."
+    )
+    zabbix_frontend_url: str = Field(
+        "", description="Zabbix frontend base URL, for links back to events in polling mode."
     )
     zabbix_timezone: ZoneName = Field(
         ZoneInfo("UTC"),

@@ -42,7 +42,7 @@ zabbix/api-*.json` (6.0.14):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -59,7 +59,7 @@ from connectors.zabbix import (
     event_url,
     fingerprint,
 )
-from rules.model import AlertStatus, Event, Severity
+from rules.model import AlertState, AlertStatus, Event, Severity
 
 JSONRPC_VERSION = "2.0"
 # Methods Zabbix refuses when the request carries `auth`.
@@ -301,3 +301,38 @@ def _annotations(problem: ZabbixEvent, trigger: Trigger | None) -> dict[str, str
         "recovery_event_id": "" if problem.r_eventid == NO_EVENT else problem.r_eventid,
     }
     return {name: value for name, value in found.items() if value}
+
+
+def vanished(alerts: Iterable[AlertState], now: datetime) -> list[Event]:
+    """Resolved events for alerts the bridge has firing that problem.get no longer lists at
+    all (resolved longer ago than Zabbix keeps "recent" problems, or deleted), built from what
+    the bridge stored about them."""
+    return [
+        Event(
+            source=alert.source,
+            fingerprint=alert.fingerprint,
+            status=AlertStatus.RESOLVED,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            severity=alert.severity,
+            starts_at=alert.starts_at,
+            ends_at=now,
+            expires_at=None,
+            generator_url=alert.generator_url,
+            group_key=alert.group_key,
+            receiver=None,
+            digest=f"vanished:{alert.digest}",
+        )
+        for alert in alerts
+    ]
+
+
+def problem_trigger_ids(problem_get: object) -> list[str]:
+    """The trigger ids (`objectid`) of a problem.get answer, for the trigger.get that names them."""
+    return sorted(
+        {
+            entry["objectid"]
+            for entry in _result(problem_get, "result")
+            if isinstance(entry, dict) and isinstance(entry.get("objectid"), str)
+        }
+    )

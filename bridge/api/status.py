@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.api.responses import error_response, json_response
-from bridge.runtime import RUNTIME
+from bridge.runtime import RUNTIME, JobHealth
 from bridge.store import database, reads
 
 
@@ -46,9 +47,16 @@ async def status(request: web.Request) -> web.Response:
             },
             "counts": counts,
             "last_event_at": dict(sorted(runtime.last_event_at.items())),
-            "jobs": {name: asdict(health) for name, health in sorted(runtime.jobs.items())},
+            "jobs": {name: _job(health, now) for name, health in sorted(runtime.jobs.items())},
         }
     )
+
+
+def _job(health: JobHealth, now: datetime) -> dict[str, object]:
+    shown: dict[str, object] = asdict(health)
+    last = health.last_success_at
+    shown["lag_seconds"] = round((now - last).total_seconds(), 3) if last else None
+    return shown
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -77,11 +77,9 @@ async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> li
     return [(row.source, row.fingerprint) for row in await conn.execute(query)]
 
 
-async def firing_fingerprints(conn: AsyncConnection, source: str) -> set[str]:
-    query = select(alerts.c.fingerprint).where(
-        alerts.c.source == source, alerts.c.status == AlertStatus.FIRING
-    )
-    return set((await conn.execute(query)).scalars())
+async def firing_alerts(conn: AsyncConnection, source: str) -> list[AlertState]:
+    query = select(alerts).where(alerts.c.source == source, alerts.c.status == AlertStatus.FIRING)
+    return [alert_from_row(row) for row in await conn.execute(query)]
 
 
 async def count_incidents_by_status(conn: AsyncConnection) -> dict[str, int]:
