@@ -40,6 +40,7 @@ from connectors.labels import (
     item_digest,
     label_set_fingerprint,
     severity_of,
+    with_host,
 )
 from connectors.parsed import BodyError, Parsed, Reject, RejectReason
 from rules.model import AlertStatus, Event
@@ -136,7 +137,7 @@ def _event(alert: WebhookAlert, notification: WebhookNotification, now: datetime
         source=SOURCE,
         fingerprint=alert.fingerprint or label_set_fingerprint(labels),
         status=alert.status,
-        labels=labels,
+        labels=with_host(labels),
         annotations=alert.annotations,
         severity=severity_of(labels),
         starts_at=start_time(alert.starts_at, alert.ends_at, now),

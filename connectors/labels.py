@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import AfterValidator, StringConstraints
@@ -125,3 +126,26 @@ def label_name(name: str) -> str:
     """
     cleaned = _NOT_LABEL_CHARS.sub("_", name.lower()).lstrip("_")
     return f"_{cleaned}" if cleaned[:1].isdigit() else cleaned
+
+
+def host_of(instance: str) -> str:
+    """The host of a Prometheus `instance`: without its port, brackets or URL parts."""
+    value = instance.strip()
+    if "://" in value:  # blackbox-style targets: https://shop.example:8443/health
+        return urlsplit(value).hostname or ""
+    if value.startswith("["):  # [2001:db8::1]:9100
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    if value.count(":") == 1:
+        return value.rsplit(":", 1)[0]
+    return value  # a bare name, or a bare IPv6 address
+
+
+def with_host(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """The labels with `host` derived from `instance` when the sender gave none, so rules can
+    correlate one host across Prometheus (`instance`), Nagios and Zabbix (`host`). Added after
+    the fingerprint is taken: the alert's identity stays the sender's."""
+    if "host" in labels or "instance" not in labels:
+        return labels
+    host = host_of(labels["instance"])
+    return {**labels, "host": host} if host else labels

@@ -45,6 +45,7 @@ from connectors.labels import (
     item_digest,
     label_set_fingerprint,
     severity_of,
+    with_host,
 )
 from connectors.parsed import BodyError, Parsed, Reject, RejectReason
 from rules.model import AlertStatus, Event
@@ -99,7 +100,7 @@ def _event(alert: PostableAlert, now: datetime, resolve_timeout: timedelta) -> E
         source=SOURCE,
         fingerprint=label_set_fingerprint(labels),
         status=status,
-        labels=labels,
+        labels=with_host(labels),
         annotations=alert.annotations,
         severity=severity_of(labels),
         starts_at=start_time(alert.starts_at, alert.ends_at, now),

@@ -49,7 +49,8 @@ def test_every_capture_parses_into_one_event_per_alert(name: str) -> None:
         assert event.source == "alertmanager"
         assert event.fingerprint == alert["fingerprint"]
         assert event.status == alert["status"]
-        assert event.labels == alert["labels"]
+        host = alert["labels"]["instance"].rsplit(":", 1)[0]
+        assert event.labels == {**alert["labels"], "host": host}  # host added for correlation
         assert event.annotations == alert["annotations"]
         assert event.generator_url == alert["generatorURL"]
         assert event.group_key == body["groupKey"]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from connectors import prometheus
+from connectors.labels import with_host
 from connectors.parsed import BodyError, Parsed, RejectReason
 from rules.model import AlertStatus, Severity
 
@@ -92,7 +93,8 @@ def test_every_capture_parses_with_the_status_its_arrival_implies(name: str) -> 
     for event, item in zip(parsed.events, body, strict=True):
         assert event.source == "prometheus"
         assert (event.group_key, event.receiver) == (None, None)
-        assert event.labels == item["labels"]
+        host = item["labels"]["instance"].rsplit(":", 1)[0]
+        assert event.labels == {**item["labels"], "host": host}  # host added for correlation
         assert event.annotations == item["annotations"]
         assert event.generator_url == item["generatorURL"]
         assert event.starts_at == at(item["startsAt"])
@@ -151,7 +153,7 @@ def _alertmanager_fingerprints() -> dict[tuple[str, str], tuple[dict[str, str], 
     for path in AM.glob("*.json"):
         for alert in json.loads(path.read_text())["alerts"]:
             key = (alert["labels"]["alertname"], alert["labels"]["instance"])
-            known[key] = (alert["labels"], alert["fingerprint"])
+            known[key] = (dict(with_host(alert["labels"])), alert["fingerprint"])
     return known
 
 
