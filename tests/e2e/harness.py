@@ -292,6 +292,22 @@ class Stack:
             return service
         raise AssertionError("unreachable")
 
+    def start_portless(
+        self,
+        name: str,
+        command: Command,
+        ready: Callable[[], object],
+        what: str,
+        *,
+        timeout: float = 30.0,
+    ) -> Service:
+        """Start `name`, a child that serves no port (its `port` is 0), and wait until
+        `ready()` returns something truthy; `what` says what readiness means."""
+        service = self._spawn(name, command, 0, 1)
+        wait_until(ready, timeout, f"{name} to be ready ({what})", watch=[service])
+        service.check_alive(f"right after it was ready ({what})")
+        return service
+
     def _spawn(self, name: str, command: Command, port: int, attempt: int) -> Service:
         suffix = "" if attempt == 1 else f"-{attempt}"
         log_path = self.directory / f"{name}{suffix}.log"
