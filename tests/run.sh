@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, starts PostgreSQL if it is down, then runs
 # lint (ruff), types (mypy --strict) and every test: pure, HTTP + DB on SQLite and PostgreSQL,
-# and end-to-end with the real Prometheus and Alertmanager. Extra arguments go to pytest.
+# and end-to-end with the real Prometheus, Alertmanager and Nagios. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v nagios4 >/dev/null || missing+=(nagios4-core)
+[ -x /usr/lib/nagios/plugins/check_dummy ] || missing+=(monitoring-plugins-basic)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq
