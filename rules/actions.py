@@ -7,9 +7,9 @@ the label of `bridge_incident_actions_total`) with the incident change and timel
 event for an alert the bridge has not seen, or whose alert has no incident, changes nothing.
 The actor on the timeline is `<source>:<user>`, e.g. `nagios:alice`.
 
-Flapping and maintenance are recorded on the timeline here; what they do to incidents (keep a
-flapping incident quiet, open nothing in maintenance) belongs to the rule engine's `flapping`
-and `maintenance` sections.
+Flapping and maintenance notices set the alert's `flapping` / `maintenance` flag and are
+recorded on the timeline; what they do to incidents (keep a flapping incident quiet, open
+nothing in maintenance) belongs to the rule engine's `flapping` and `maintenance` sections.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ _NOTES = {
     EventKind.MAINTENANCE_END: (TimelineKind.MAINTENANCE_ENDED, "maintenance ended"),
 }
 _NOTHING = IncidentDecision(IncidentAction.NONE, rule="")
+_FLAPPING = {EventKind.FLAPPING_START: True, EventKind.FLAPPING_STOP: False}
+_MAINTENANCE = {EventKind.MAINTENANCE_START: True, EventKind.MAINTENANCE_END: False}
 _ACKNOWLEDGEMENTS = {
     EventKind.ACKNOWLEDGE: (acknowledge, IncidentAction.ACKNOWLEDGED),
     EventKind.UNACKNOWLEDGE: (unacknowledge, IncidentAction.UNACKNOWLEDGED),
@@ -49,18 +51,30 @@ _ACKNOWLEDGEMENTS = {
 
 def act(view: ActionView, event: Event, now: datetime) -> IncidentDecision:
     alert = view.alert(event.source, event.fingerprint)
-    if alert is None or alert.incident_id is None:
+    if alert is None:
         return _NOTHING
-    incident = view.incident(alert.incident_id)
+    flagged = _flagged(alert, event.kind)
+    incident = view.incident(alert.incident_id) if alert.incident_id is not None else None
     if incident is None:
-        return _NOTHING
+        rule = alert.rule or ""
+        return IncidentDecision(IncidentAction.NONE, rule, alert=flagged) if flagged else _NOTHING
     actor = f"{event.source}:{event.actor}" if event.actor else event.source
     if event.kind in _ACKNOWLEDGEMENTS:
         return _acknowledgement(incident, alert, event, actor, now)
     kind, default = _NOTES[event.kind]
     message = event.message or default
     entry = TimelineEntry(incident.id, now, kind, actor, message, alert.fingerprint)
-    return IncidentDecision(IncidentAction.NOTED, incident.rule, None, None, (entry,))
+    return IncidentDecision(IncidentAction.NOTED, incident.rule, None, flagged, (entry,))
+
+
+def _flagged(alert: AlertState, kind: EventKind) -> AlertState | None:
+    """The alert with its flapping or maintenance flag set as the event says; None if the
+    event sets no flag or the flag is already so."""
+    if kind in _FLAPPING and alert.flapping is not _FLAPPING[kind]:
+        return replace(alert, flapping=_FLAPPING[kind])
+    if kind in _MAINTENANCE and alert.maintenance is not _MAINTENANCE[kind]:
+        return replace(alert, maintenance=_MAINTENANCE[kind])
+    return None
 
 
 def _acknowledgement(

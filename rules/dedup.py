@@ -138,6 +138,8 @@ def _observed(prior: AlertState, event: Event, now: datetime, *, first: bool) ->
         digest=event.digest,
         incident_id=prior.incident_id,
         rule=prior.rule,
+        flapping=prior.flapping,
+        maintenance=prior.maintenance,
     )
 
 

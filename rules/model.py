@@ -133,6 +133,10 @@ class AlertState:
     digest: str
     incident_id: int | None
     rule: str | None
+    # Set by what the sender reports (Nagios flapping and downtime notices); what they do to
+    # incidents is the rule engine's `flapping` and `maintenance` stages.
+    flapping: bool = False
+    maintenance: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ _INCIDENT_FIELDS = (
 _ALERT_FIELDS = (
     "source", "fingerprint", "status", "labels", "annotations", "severity", "starts_at",
     "ends_at", "expires_at", "generator_url", "group_key", "first_seen", "last_seen", "count",
-    "incident_id", "rule",
+    "incident_id", "rule", "flapping", "maintenance",
 )  # fmt: skip
 
 

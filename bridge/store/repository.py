@@ -159,6 +159,8 @@ def _only_volatile_changed(before: AlertState, after: AlertState) -> bool:
         and before.starts_at == after.starts_at
         and before.generator_url == after.generator_url
         and before.group_key == after.group_key
+        and before.flapping is after.flapping
+        and before.maintenance is after.maintenance
     )
 
 
@@ -271,6 +273,8 @@ def _alert_row(alert: AlertState, ids: dict[int, int]) -> dict[str, Any]:
         "digest": alert.digest,
         "incident_id": ids.get(incident_id, incident_id) if incident_id is not None else None,
         "rule": alert.rule,
+        "flapping": alert.flapping,
+        "maintenance": alert.maintenance,
     }
 
 
@@ -293,6 +297,8 @@ def alert_from_row(row: Row[Any]) -> AlertState:
         digest=row.digest,
         incident_id=row.incident_id,
         rule=row.rule,
+        flapping=row.flapping,
+        maintenance=row.maintenance,
     )
 
 

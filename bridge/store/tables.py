@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -75,6 +77,8 @@ alerts = Table(
     Column("digest", Text, nullable=False),
     Column("incident_id", Id, ForeignKey("incidents.id")),
     Column("rule", String(200)),
+    Column("flapping", Boolean, nullable=False, server_default=false()),
+    Column("maintenance", Boolean, nullable=False, server_default=false()),
     Index("uq_alerts_source_fingerprint", "source", "fingerprint", unique=True),
     Index("ix_alerts_incident", "incident_id"),
     Index("ix_alerts_status_expires", "status", "expires_at"),

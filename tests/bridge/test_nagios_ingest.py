@@ -50,6 +50,22 @@ async def test_custom_notification_and_downtime_go_on_the_timeline(bridge: Bridg
     assert postgres["status"] == "new"
 
 
+async def alert(bridge: Bridge, fingerprint: str) -> dict[str, Any]:
+    alerts = (await bridge.get_json("/api/v1/alerts?source=nagios&limit=100"))["alerts"]
+    (found,) = [a for a in alerts if a["fingerprint"] == fingerprint]
+    result: dict[str, Any] = found
+    return result
+
+
+async def test_downtime_and_flapping_mark_the_alert(bridge: Bridge) -> None:
+    await replay(bridge, SCENARIO[:10])  # 06 PostgreSQL downtime starts, 10 queue flapping
+    assert (await alert(bridge, "service:e2e-db-01/PostgreSQL"))["maintenance"] is True
+    assert (await alert(bridge, "service:e2e-web-01/Queue consumer"))["flapping"] is True
+    await replay(bridge, SCENARIO[10:])  # 18 downtime ends, 21 flapping stops
+    assert (await alert(bridge, "service:e2e-db-01/PostgreSQL"))["maintenance"] is False
+    assert (await alert(bridge, "service:e2e-web-01/Queue consumer"))["flapping"] is False
+
+
 async def test_host_problems_open_and_recoveries_resolve(bridge: Bridge) -> None:
     await replay(bridge, SCENARIO[:15])  # ... 12 db-01 DOWN, 13 its ack, 14/15 host recoveries
     db_host = await incident_for(bridge, "host:e2e-db-01")

@@ -75,8 +75,8 @@ def test_notices_go_on_the_timeline_and_leave_the_alert_alone(
     result = world.send(action(kind, "nagiosadmin"), at(10))
     assert result.incident.action is IncidentAction.NOTED
     assert [(e.kind, e.message) for e in result.incident.timeline] == [(timeline, default)]
-    assert result.alert is None
-    assert world.alerts[("nagios", "fp1")] is before
+    after = world.alerts[("nagios", "fp1")]
+    assert (after.status, after.count, after.digest) == (before.status, before.count, before.digest)
 
 
 def test_actions_on_unknown_alerts_or_resolved_incidents_change_nothing() -> None:
@@ -86,3 +86,33 @@ def test_actions_on_unknown_alerts_or_resolved_incidents_change_nothing() -> Non
     world.send(replace(event(source="nagios", status=AlertStatus.RESOLVED)), at(5))
     late = world.send(action(EventKind.ACKNOWLEDGE), at(10))
     assert late.incident.action is IncidentAction.NONE
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "flag"),
+    [
+        (EventKind.FLAPPING_START, EventKind.FLAPPING_STOP, "flapping"),
+        (EventKind.MAINTENANCE_START, EventKind.MAINTENANCE_END, "maintenance"),
+    ],
+)
+def test_notices_set_and_clear_the_alerts_flag_and_repeats_keep_it(
+    start: EventKind, stop: EventKind, flag: str
+) -> None:
+    world = opened_world()
+    started = world.send(action(start), at(10))
+    assert started.alert is not None
+    assert getattr(started.alert, flag) is True
+    world.send(event(source="nagios"), at(200))  # a re-send of the problem keeps the flag
+    assert getattr(world.alerts[("nagios", "fp1")], flag) is True
+    stopped = world.send(action(stop), at(300))
+    assert stopped.alert is not None
+    assert getattr(stopped.alert, flag) is False
+
+
+def test_a_flag_is_set_even_on_an_alert_without_an_incident() -> None:
+    world = MemoryWorld()
+    world.send(event(source="nagios", status=AlertStatus.RESOLVED), at(0))  # resolved_unseen
+    result = world.send(action(EventKind.MAINTENANCE_START), at(5))
+    assert result.incident.action is IncidentAction.NONE
+    assert result.alert is not None
+    assert result.alert.maintenance is True
