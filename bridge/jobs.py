@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -115,9 +116,10 @@ async def _zabbix_call(runtime: Runtime, method: str, params: dict[str, Any]) ->
     return answer
 
 
-def guarded(
-    name: str, job: Callable[[Runtime], Awaitable[object]], runtime: Runtime
-) -> Callable[[], Awaitable[None]]:
+Job = Callable[[Runtime], Awaitable[object]]
+
+
+def guarded(name: str, job: Job, runtime: Runtime) -> Callable[[], Awaitable[None]]:
     health = runtime.jobs.setdefault(name, JobHealth())
 
     async def run() -> None:
@@ -142,32 +144,21 @@ def guarded(
 
 def schedule(runtime: Runtime) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        guarded("resolve_expired", resolve_expired, runtime),
-        "interval",
-        seconds=runtime.settings.resolve_check_interval.total_seconds(),
-        id="resolve_expired",
-        name="resolve_expired",
-        max_instances=1,
-        coalesce=True,
-    )
-    if runtime.settings.nagios_status_file is not None:
+    settings = runtime.settings
+    jobs: list[tuple[str, Job, timedelta]] = [
+        ("resolve_expired", resolve_expired, settings.resolve_check_interval)
+    ]
+    if settings.nagios_status_file is not None:
+        jobs.append(("reconcile_nagios", reconcile_nagios, settings.nagios_reconcile_interval))
+    if settings.zabbix_api_url:
+        jobs.append(("poll_zabbix", poll_zabbix, settings.zabbix_poll_interval))
+    for name, job, every in jobs:
         scheduler.add_job(
-            guarded("reconcile_nagios", reconcile_nagios, runtime),
+            guarded(name, job, runtime),
             "interval",
-            seconds=runtime.settings.nagios_reconcile_interval.total_seconds(),
-            id="reconcile_nagios",
-            name="reconcile_nagios",
-            max_instances=1,
-            coalesce=True,
-        )
-    if runtime.settings.zabbix_api_url:
-        scheduler.add_job(
-            guarded("poll_zabbix", poll_zabbix, runtime),
-            "interval",
-            seconds=runtime.settings.zabbix_poll_interval.total_seconds(),
-            id="poll_zabbix",
-            name="poll_zabbix",
+            seconds=every.total_seconds(),
+            id=name,
+            name=name,
             max_instances=1,
             coalesce=True,
         )

@@ -59,6 +59,7 @@ from connectors.zabbix import (
     event_url,
     fingerprint,
 )
+from rules.dedup import ended
 from rules.model import AlertState, AlertStatus, Event, Severity
 
 JSONRPC_VERSION = "2.0"
@@ -307,24 +308,7 @@ def vanished(alerts: Iterable[AlertState], now: datetime) -> list[Event]:
     """Resolved events for alerts the bridge has firing that problem.get no longer lists at
     all (resolved longer ago than Zabbix keeps "recent" problems, or deleted), built from what
     the bridge stored about them."""
-    return [
-        Event(
-            source=alert.source,
-            fingerprint=alert.fingerprint,
-            status=AlertStatus.RESOLVED,
-            labels=alert.labels,
-            annotations=alert.annotations,
-            severity=alert.severity,
-            starts_at=alert.starts_at,
-            ends_at=now,
-            expires_at=None,
-            generator_url=alert.generator_url,
-            group_key=alert.group_key,
-            receiver=None,
-            digest=f"vanished:{alert.digest}",
-        )
-        for alert in alerts
-    ]
+    return [ended(alert, now, "vanished") for alert in alerts]
 
 
 def problem_trigger_ids(problem_get: object) -> list[str]:

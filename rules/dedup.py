@@ -155,7 +155,12 @@ def expiry_event(alert: AlertState) -> Event:
     Prometheus re-sends a firing alert with a later `endsAt`; when none came before the last
     one passed, the alert ended at that time (Alertmanager's resolve_timeout semantics).
     """
-    ended = alert.expires_at or alert.last_seen
+    return ended(alert, alert.expires_at or alert.last_seen, "expired")
+
+
+def ended(alert: AlertState, at: datetime, why: str) -> Event:
+    """A resolve of a stored alert that its sender will not send itself (it expired, or a
+    poller no longer finds it), built from what the bridge stored; `why` marks the digest."""
     return Event(
         source=alert.source,
         fingerprint=alert.fingerprint,
@@ -164,10 +169,10 @@ def expiry_event(alert: AlertState) -> Event:
         annotations=alert.annotations,
         severity=alert.severity,
         starts_at=alert.starts_at,
-        ends_at=ended,
+        ends_at=at,
         expires_at=None,
         generator_url=alert.generator_url,
         group_key=alert.group_key,
         receiver=None,
-        digest=f"expired:{alert.digest}",
+        digest=f"{why}:{alert.digest}",
     )
