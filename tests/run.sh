@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, starts PostgreSQL if it is down, then runs
 # lint (ruff), types (mypy --strict) and every test: pure, HTTP + DB on SQLite and PostgreSQL,
-# and end-to-end with the real Prometheus, Alertmanager and Nagios. Extra arguments go to pytest.
+# and end-to-end with the real Prometheus, Alertmanager, Nagios and Zabbix. Extra arguments go to
+# pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,10 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v nagios4 >/dev/null || missing+=(nagios4-core)
 [ -x /usr/lib/nagios/plugins/check_dummy ] || missing+=(monitoring-plugins-basic)
+command -v zabbix_server >/dev/null || missing+=(zabbix-server-pgsql)
+command -v zabbix_sender >/dev/null || missing+=(zabbix-sender)
+[ -d /usr/share/zabbix ] || missing+=(zabbix-frontend-php)
+command -v php >/dev/null && php -m 2>/dev/null | grep -qi pgsql || missing+=(php-pgsql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq

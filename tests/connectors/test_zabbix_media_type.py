@@ -111,7 +111,7 @@ def test_the_export_is_a_zabbix_6_0_webhook() -> None:
         "RECOVERY",
         "UPDATE",
     }
-    assert int(found["max_attempts"]) > 1  # retries are what make a failed POST good again
+    assert int(found["attempts"]) > 1  # retries are what make a failed POST good again
     assert "throw" in found["script"]
 
 
