@@ -14,7 +14,7 @@ command -v nagios4 >/dev/null || missing+=(nagios4-core)
 command -v zabbix_server >/dev/null || missing+=(zabbix-server-pgsql)
 command -v zabbix_sender >/dev/null || missing+=(zabbix-sender)
 [ -d /usr/share/zabbix ] || missing+=(zabbix-frontend-php)
-command -v php >/dev/null && php -m 2>/dev/null | grep -qi pgsql || missing+=(php-pgsql)
+php -m 2>/dev/null | grep -i pgsql >/dev/null || missing+=(php-pgsql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq
