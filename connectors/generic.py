@@ -41,6 +41,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from connectors.alertmanager import Timestamp, json_type, reject_from_error, start_time
+from connectors.jsonpath import JsonPath, parse_path
 from connectors.labels import (
     DEFAULT_SEVERITY,
     LABEL_NAME_PATTERN,
@@ -59,49 +60,12 @@ HOST_LABEL = "host"
 ALERTNAME_LABEL = "alertname"
 BODY_FIELD = "body"
 
-_STEP = re.compile(
-    r'(?P<dot>\.)?(?:"(?P<quoted>[^"]+)"|(?P<bare>[^.\[\]"\s$]+))|\[(?P<index>\d+)\]'
-)
 _LABEL_NAME = re.compile(LABEL_NAME_PATTERN)
 _NOT_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 _EPOCH_MILLIS_FROM = 1e11  # as seconds that is the year 5138; as milliseconds, 1973
 _ERROR_FIELD = "field"  # context key naming the option a whole-mapping check is about
 _TIMESTAMP = TypeAdapter[datetime | None](Timestamp)
 _V = TypeVar("_V")
-
-
-@dataclass(frozen=True, slots=True)
-class JsonPath:
-    """A parsed path: `text` as written (it names the field in rejects), `steps` to walk."""
-
-    text: str
-    steps: tuple[str | int, ...]
-    from_root: bool = False
-
-
-def parse_path(value: object) -> JsonPath:
-    if not isinstance(value, str):
-        raise PydanticCustomError("path_type", "a path must be a string, like alerts[0].status")
-    from_root = value == "$" or value.startswith(("$.", "$["))
-    rest = value[1:] if from_root else value
-    steps: list[str | int] = []
-    position = 0
-    while position < len(rest):
-        match = _STEP.match(rest, position)
-        key_needs_dot = position > 0 or from_root
-        if match is None or (match["index"] is None and bool(match["dot"]) != key_needs_dot):
-            raise PydanticCustomError(
-                "path",
-                "invalid path '{path}' at character {at}: write keys.with.dots, [N] indexes "
-                'and "quoted keys" for keys that hold dots, brackets or blanks',
-                {"path": value, "at": position + 1 + from_root},
-            )
-        index = match["index"]
-        steps.append(int(index) if index is not None else match["quoted"] or match["bare"])
-        position = match.end()
-    if not steps and not from_root:
-        raise PydanticCustomError("path", "a path must not be empty")
-    return JsonPath(value, tuple(steps), from_root)
 
 
 def _check_label_name(name: str) -> str:
@@ -256,12 +220,7 @@ class _Item:
 
     def get(self, path: JsonPath) -> object:
         """The value at `path`; None when absent (missing key or index, JSON null, or "")."""
-        value: object = self.body if path.from_root else self.value
-        for step in path.steps:
-            if isinstance(step, int):
-                value = value[step] if isinstance(value, list) and step < len(value) else None
-            else:
-                value = value.get(step) if isinstance(value, dict) else None
+        value = path.lookup(self.value, self.body)
         return None if value == "" else value
 
     def text(self, path: JsonPath | None) -> str | None:
