@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from connectors.generic import Mapping, MappingLoadError, load_mappings, parse
 from connectors.labels import label_set_fingerprint
 from connectors.parsed import BodyError, Parsed, RejectReason
 from rules.model import AlertStatus, Severity
+from tests.files import write
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "generic"
 NOW = datetime(2026, 11, 23, 20, 0, 0, tzinfo=UTC)
@@ -125,12 +125,6 @@ def mapping_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "generic"
     directory.mkdir()
     return directory
-
-
-def write(directory: Path, name: str, text: str) -> str:
-    path = directory / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return str(path)
 
 
 def script_mapping(directory: Path) -> Mapping:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from rules.loader import RuleLoadError, load_rules
 from rules.match import LabelMatcher, MatchOp
 from rules.model import GROUP_KEY_LABEL, SOURCE_LABEL
+from tests.files import write
 
 SHIPPED_RULES = Path(__file__).resolve().parents[2] / "config" / "rules"
 
@@ -20,13 +20,6 @@ def rules_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "rules"
     directory.mkdir()
     return directory
-
-
-def write(directory: Path, name: str, text: str) -> str:
-    """Write a rule file; returns the path prefix its errors start with."""
-    path = directory / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return str(path)
 
 
 def load_errors(directory: Path) -> list[str]:
