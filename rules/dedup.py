@@ -52,10 +52,6 @@ class DedupDecision:
     outcome: DedupOutcome
     alert: AlertState | None
 
-    @property
-    def changes_state(self) -> bool:
-        return self.alert is not None
-
 
 def dedup(
     prior: AlertState | None, event: Event, now: datetime, duplicate_window: timedelta

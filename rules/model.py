@@ -162,10 +162,6 @@ class IncidentState:
     alert_count: int
     reopen_count: int
 
-    @property
-    def is_new(self) -> bool:
-        return self.id < 0
-
 
 class TimelineKind(enum.StrEnum):
     OPENED = "opened"

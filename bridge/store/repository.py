@@ -62,11 +62,6 @@ async def load_incidents(
     return list(found.values())
 
 
-async def load_incident(conn: AsyncConnection, incident_id: int) -> IncidentState | None:
-    row = (await conn.execute(select(incidents).where(incidents.c.id == incident_id))).first()
-    return None if row is None else incident_from_row(row)
-
-
 async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> list[AlertKey]:
     query = (
         select(alerts.c.source, alerts.c.fingerprint)
