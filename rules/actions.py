@@ -1,37 +1,34 @@
-"""Stage `actions`: what a sender reports besides state acts on the alert's incident.
+"""Stage `actions`: what a sender reports besides state acts on the alert and its incident.
 
 Input: an event whose `kind` is not `state` (Nagios acknowledgements, custom notifications,
 flapping and downtime notices; Zabbix acknowledgements, unacknowledgements and messages), and
-the world. Output: an `IncidentDecision` (action `acknowledged`, `unacknowledged` or `noted`,
-the label of `bridge_incident_actions_total`) with the incident change and timeline entry. An
-event for an alert the bridge has not seen, or whose alert has no incident, changes nothing.
-The actor on the timeline is `<source>:<user>`, e.g. `nagios:alice`.
+the world. Output (added to the effects): the incident acknowledged or unacknowledged, a
+timeline entry, and the alert's `flapping` / `maintenance` flag as the sender reports it. An
+event for an alert the bridge has not seen changes nothing. The actor on the timeline is
+`<source>:<user>`, e.g. `nagios:alice`.
 
-Flapping and maintenance notices set the alert's `flapping` / `maintenance` flag and are
-recorded on the timeline; what they do to incidents (keep a flapping incident quiet, open
-nothing in maintenance) belongs to the rule engine's `flapping` and `maintenance` sections.
+The flags act as the engine's own detections do: a flapping alert keeps its incident open
+(when FLAPPINGSTOP arrives for an alert that already resolved, the incident counts it resolved
+then), and an alert in the sender's downtime opens no incident; at DOWNTIMEEND an alert that
+still fires is released into one.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Mapping
 
-from rules.incidents import (
-    IncidentAction,
-    IncidentDecision,
-    IncidentView,
-    Refusal,
-    acknowledge,
-    unacknowledge,
+from rules import incidents
+from rules.correlate import place
+from rules.effects import Effects
+from rules.model import (
+    AlertState,
+    AlertStatus,
+    EventKind,
+    Hold,
+    TimelineEntry,
+    TimelineKind,
+    evolve,
 )
-from rules.model import AlertState, Event, EventKind, IncidentState, TimelineEntry, TimelineKind
-
-
-class ActionView(IncidentView, Protocol):
-    def alert(self, source: str, fingerprint: str) -> AlertState | None: ...
-
 
 _NOTES = {
     EventKind.COMMENT: (TimelineKind.COMMENT, "comment"),
@@ -40,52 +37,69 @@ _NOTES = {
     EventKind.MAINTENANCE_START: (TimelineKind.MAINTENANCE_STARTED, "maintenance started"),
     EventKind.MAINTENANCE_END: (TimelineKind.MAINTENANCE_ENDED, "maintenance ended"),
 }
-_NOTHING = IncidentDecision(IncidentAction.NONE, rule="")
 _FLAPPING = {EventKind.FLAPPING_START: True, EventKind.FLAPPING_STOP: False}
 _MAINTENANCE = {EventKind.MAINTENANCE_START: True, EventKind.MAINTENANCE_END: False}
 _ACKNOWLEDGEMENTS = {
-    EventKind.ACKNOWLEDGE: (acknowledge, IncidentAction.ACKNOWLEDGED),
-    EventKind.UNACKNOWLEDGE: (unacknowledge, IncidentAction.UNACKNOWLEDGED),
+    EventKind.ACKNOWLEDGE: (incidents.acknowledge, incidents.IncidentAction.ACKNOWLEDGED),
+    EventKind.UNACKNOWLEDGE: (incidents.unacknowledge, incidents.IncidentAction.UNACKNOWLEDGED),
 }
 
 
-def act(view: ActionView, event: Event, now: datetime) -> IncidentDecision:
-    alert = view.alert(event.source, event.fingerprint)
+def act(fx: Effects, labels: Mapping[str, str]) -> None:
+    event = fx.event
+    alert = fx.world.alert(event.source, event.fingerprint)
     if alert is None:
-        return _NOTHING
-    flagged = _flagged(alert, event.kind)
-    incident = view.incident(alert.incident_id) if alert.incident_id is not None else None
-    if incident is None:
-        rule = alert.rule or ""
-        return IncidentDecision(IncidentAction.NONE, rule, alert=flagged) if flagged else _NOTHING
+        return
     actor = f"{event.source}:{event.actor}" if event.actor else event.source
     if event.kind in _ACKNOWLEDGEMENTS:
-        return _acknowledgement(incident, alert, event, actor, now)
+        _acknowledgement(fx, alert, actor)
+        return
     kind, default = _NOTES[event.kind]
-    message = event.message or default
-    entry = TimelineEntry(incident.id, now, kind, actor, message, alert.fingerprint)
-    return IncidentDecision(IncidentAction.NOTED, incident.rule, None, flagged, (entry,))
+    incident = fx.incident(alert.incident_id) if alert.incident_id is not None else None
+    if incident is not None:
+        entry = TimelineEntry(
+            incident.id, fx.now, kind, actor, event.message or default, alert.fingerprint
+        )
+        fx.timeline.append(entry)
+        fx.decide("incidents", incident.rule, incidents.IncidentAction.NOTED)
+    flagged = _flagged(alert, event.kind)
+    if flagged is None:
+        return
+    if flagged.counts_firing != alert.counts_firing:
+        incidents.leave(fx, alert, flagged)
+    if flagged.status is AlertStatus.FIRING and _needs_placing(alert, flagged):
+        flagged = place(fx, flagged, labels)
+    fx.put_alert(flagged)
+
+
+def _needs_placing(before: AlertState, after: AlertState) -> bool:
+    """Downtime started for an alert without an incident, or ended for one it held."""
+    if after.maintenance:
+        return after.incident_id is None and after.hold is Hold.NONE
+    return before.hold is Hold.MAINTENANCE
 
 
 def _flagged(alert: AlertState, kind: EventKind) -> AlertState | None:
     """The alert with its flapping or maintenance flag set as the event says; None if the
     event sets no flag or the flag is already so."""
-    if kind in _FLAPPING and alert.flapping is not _FLAPPING[kind]:
-        return replace(alert, flapping=_FLAPPING[kind])
+    if kind in _FLAPPING and alert.flap_reported is not _FLAPPING[kind]:
+        return evolve(alert, flapping=_FLAPPING[kind], flap_reported=_FLAPPING[kind])
     if kind in _MAINTENANCE and alert.maintenance is not _MAINTENANCE[kind]:
-        return replace(alert, maintenance=_MAINTENANCE[kind])
+        return evolve(alert, maintenance=_MAINTENANCE[kind])
     return None
 
 
-def _acknowledgement(
-    incident: IncidentState, alert: AlertState, event: Event, actor: str, now: datetime
-) -> IncidentDecision:
-    verb, action = _ACKNOWLEDGEMENTS[event.kind]
-    decided = verb(incident, actor, event.message, now)
-    if isinstance(decided, Refusal):
-        return _NOTHING  # the incident already resolved: a late acknowledgement changes nothing
+def _acknowledgement(fx: Effects, alert: AlertState, actor: str) -> None:
+    incident = fx.incident(alert.incident_id) if alert.incident_id is not None else None
+    if incident is None:
+        return
+    verb, action = _ACKNOWLEDGEMENTS[fx.event.kind]
+    decided = verb(incident, actor, fx.event.message, fx.now)
+    if isinstance(decided, incidents.Refusal):
+        return  # the incident already resolved: a late acknowledgement changes nothing
     updated, entry = decided
     if entry is None:
-        return _NOTHING  # already in that state (a retried or repeated notification)
-    entry = replace(entry, fingerprint=alert.fingerprint)
-    return IncidentDecision(action, incident.rule, updated, None, (entry,))
+        return  # already in that state (a retried or repeated notification)
+    fx.put_incident(updated)
+    fx.timeline.append(evolve(entry, fingerprint=alert.fingerprint))
+    fx.decide("incidents", incident.rule, action)

@@ -17,17 +17,23 @@ whose `outcome` names what happened (the value is the `outcome` label of
 - `action`: the event reports an action (acknowledgement, comment, flapping, downtime), not a
   state; dedup leaves the alert alone and the `actions` stage applies it.
 
-The rule section that will drive finer dedup (fields to ignore) is `dedup` (rule-engine issue);
-this first version compares annotations and severity.
+Rule section: `dedup` (first matching rule wins). A rule may name the labels that identify an
+alert (`fingerprint`: the sender's fingerprint is replaced by a hash of the rule name and those
+labels' values, see `identify`) and the fields that do not count as a change (`ignore`:
+`severity`, `annotations` or `annotations.<name>`), so that e.g. a value in a description does
+not turn every re-send into `changed`. Without a rule, annotations and severity count.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rules.model import AlertState, AlertStatus, Event
+from rules.model import AlertState, AlertStatus, Event, evolve
+from rules.ruleset import DedupRule, RuleSet, all_match
 
 
 class DedupOutcome(enum.StrEnum):
@@ -40,6 +46,7 @@ class DedupOutcome(enum.StrEnum):
     STALE = "stale"
     RESOLVED_UNSEEN = "resolved_unseen"
     ACTION = "action"  # not a state report: the `actions` stage handles it
+    RECHECK = "recheck"  # no event: the `recheck` stage looked at a held or flapping alert
 
     @property
     def fires(self) -> bool:
@@ -53,16 +60,51 @@ class DedupDecision:
     alert: AlertState | None
 
 
+def dedup_rule(ruleset: RuleSet, labels: Mapping[str, str]) -> DedupRule | None:
+    for rule in ruleset.dedup_index.candidates(labels):
+        if all_match(rule.matchers, labels):
+            return rule
+    return None
+
+
+def identify(rule: DedupRule | None, event: Event) -> Event:
+    """The event with the fingerprint its dedup rule gives (unchanged without `fingerprint`)."""
+    if rule is None or not rule.fingerprint:
+        return event
+    digest = hashlib.sha256(rule.name.encode())
+    for name in rule.fingerprint:
+        value = event.labels.get(name, "")
+        digest.update(f"\0{name}\0{len(value)}\0{value}".encode())
+    return evolve(event, fingerprint=f"{rule.name}:{digest.hexdigest()[:16]}")
+
+
 def dedup(
-    prior: AlertState | None, event: Event, now: datetime, duplicate_window: timedelta
+    prior: AlertState | None,
+    event: Event,
+    now: datetime,
+    duplicate_window: timedelta,
+    rule: DedupRule | None = None,
 ) -> DedupDecision:
     if prior is None:
         return _first_sight(event, now)
     if prior.digest == event.digest and now - prior.last_seen <= duplicate_window:
         return DedupDecision(DedupOutcome.DUPLICATE, None)
     if event.status is AlertStatus.FIRING:
-        return _firing_again(prior, event, now)
+        return _firing_again(prior, event, now, rule)
     return _resolving(prior, event, now)
+
+
+def _changed(prior: AlertState, event: Event, rule: DedupRule | None) -> bool:
+    if rule is None:
+        return prior.annotations != event.annotations or prior.severity is not event.severity
+    if not rule.ignore_severity and prior.severity is not event.severity:
+        return True
+    if rule.ignore_all_annotations:
+        return False
+    ignored = rule.ignore_annotations
+    before = {k: v for k, v in prior.annotations.items() if k not in ignored}
+    after = {k: v for k, v in event.annotations.items() if k not in ignored}
+    return before != after
 
 
 def _first_sight(event: Event, now: datetime) -> DedupDecision:
@@ -91,7 +133,9 @@ def _first_sight(event: Event, now: datetime) -> DedupDecision:
     return DedupDecision(outcome, alert)
 
 
-def _firing_again(prior: AlertState, event: Event, now: datetime) -> DedupDecision:
+def _firing_again(
+    prior: AlertState, event: Event, now: datetime, rule: DedupRule | None
+) -> DedupDecision:
     if prior.status is AlertStatus.RESOLVED:
         # An edge-triggered sender (no expiry) that repeats the start time of an occurrence we
         # saw end is late, not new. A level-triggered one is the judge of its own state: if we
@@ -100,8 +144,7 @@ def _firing_again(prior: AlertState, event: Event, now: datetime) -> DedupDecisi
         if late and event.starts_at <= prior.ends_at:  # type: ignore[operator]
             return DedupDecision(DedupOutcome.STALE, None)
         return DedupDecision(DedupOutcome.REFIRED, _observed(prior, event, now, first=True))
-    changed = prior.annotations != event.annotations or prior.severity is not event.severity
-    outcome = DedupOutcome.CHANGED if changed else DedupOutcome.REPEAT
+    outcome = DedupOutcome.CHANGED if _changed(prior, event, rule) else DedupOutcome.REPEAT
     return DedupDecision(outcome, _observed(prior, event, now, first=False))
 
 
@@ -136,6 +179,14 @@ def _observed(prior: AlertState, event: Event, now: datetime, *, first: bool) ->
         rule=prior.rule,
         flapping=prior.flapping,
         maintenance=prior.maintenance,
+        flap_reported=prior.flap_reported,
+        hold=prior.hold,
+        held_by=prior.held_by,
+        incident_key=prior.incident_key,
+        reason=prior.reason,
+        also=prior.also,
+        history=prior.history,
+        changed_at=prior.changed_at,
     )
 
 

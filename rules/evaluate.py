@@ -1,63 +1,252 @@
-"""The pipeline's stage order, written once: dedup -> incidents, or actions for events that
-report an action rather than a state.
+"""The pipeline's stage order, written once.
 
-Input: one `Event`, the state the shell loaded (`World`), the rule set and the clock reading.
-Output: an `Evaluation` holding each stage's decision. The shell applies the new states to its
-working set (so later events of the same batch see them) and persists them in one transaction.
-Later stages of the rule engine (normalize, inhibit, maintenance, flapping, ...) slot in here.
+For an event that reports a state:
+    normalize -> dedup (identify, then new/repeat/changed/resolved/...) -> heartbeats ->
+    flapping -> inhibit (source bookkeeping) -> maintenance -> inhibit (target) -> topology /
+    correlate -> problems -> incidents (lifecycle counts)
+For an event that reports an action (acknowledgement, comment, flapping or downtime notice):
+    normalize -> dedup (identify only) -> actions.
+
+Input: one `Event`, the `World`, and the `Context` (rules, settings, API maintenance windows,
+`now`). Output: an `Evaluation` with every changed state and every rule's decision. `run`
+evaluates an event, applies the result to the world and evaluates its follow-ups (a heartbeat's
+recovery), so that both the daemon and the offline tools drive the stages the same way.
+`lookups` tells the daemon which stored rows the stages may read for a batch of events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
+from rules import heartbeats, incidents, inhibit
 from rules.actions import act
-from rules.dedup import DedupDecision, DedupOutcome, dedup
-from rules.incidents import IncidentDecision, IncidentView, correlate
-from rules.model import AlertState, Event, EventKind
+from rules.correlate import hold_of, place, routes
+from rules.dedup import DedupDecision, DedupOutcome, dedup, dedup_rule, identify
+from rules.effects import Context, Effects, EngineSettings, Evaluation, apply
+from rules.flapping import FlapChange, observe
+from rules.model import (
+    AlertState,
+    AlertStatus,
+    Event,
+    EventKind,
+    Hold,
+    IncidentState,
+    TimelineKind,
+    evolve,
+)
+from rules.normalize import normalize
 from rules.ruleset import RuleSet
+from rules.world import AlertKey, InhibitKey, InhibitorChange, World
 
-_ACTION = DedupDecision(DedupOutcome.ACTION, None)
+__all__ = [
+    "Context",
+    "EngineSettings",
+    "Evaluation",
+    "Prepared",
+    "evaluate",
+    "lookups",
+    "prepare",
+    "run",
+]
 
-
-class World(IncidentView, Protocol):
-    """Everything the stages may look at: stored alerts and incidents."""
-
-    def alert(self, source: str, fingerprint: str) -> AlertState | None: ...
+_RESETS = (DedupOutcome.NEW, DedupOutcome.REFIRED, DedupOutcome.RESOLVED)
 
 
 @dataclass(frozen=True, slots=True)
-class EngineSettings:
-    duplicate_window: timedelta
-    reopen_window: timedelta
+class Prepared:
+    """An event as the stages see it: normalized (by the rules named in `normalized`), with
+    the fingerprint its dedup rule gives. Preparing twice could apply a rewrite twice, so the
+    shell prepares once (to know what to load) and evaluates the prepared event."""
 
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
     event: Event
-    dedup: DedupDecision
-    incident: IncidentDecision
-
-    @property
-    def alert(self) -> AlertState | None:
-        """The alert state to store: the incident stage's, which carries the incident link."""
-        return self.incident.alert or self.dedup.alert
+    normalized: tuple[str, ...]
 
 
-def evaluate(
-    ruleset: RuleSet,
-    world: World,
-    event: Event,
-    now: datetime,
-    settings: EngineSettings,
-    new_incident_id: Callable[[], int],
-) -> Evaluation:
+def prepare(ruleset: RuleSet, event: Event) -> Prepared:
+    event, normalized = normalize(ruleset, event)
+    return Prepared(identify(dedup_rule(ruleset, event.match_labels()), event), normalized)
+
+
+def run(ctx: Context, world: World, event: Event | Prepared) -> list[Evaluation]:
+    """Evaluate one event and its follow-ups, applying each to the world."""
+    done: list[Evaluation] = []
+    queue: list[Event | Prepared] = [event]
+    while queue:
+        evaluation = evaluate(ctx, world, queue.pop(0))
+        apply(world, evaluation)
+        done.append(evaluation)
+        queue.extend(evaluation.follow_ups)
+    return done
+
+
+def evaluate(ctx: Context, world: World, event: Event | Prepared) -> Evaluation:
+    prepared = event if isinstance(event, Prepared) else prepare(ctx.rules, event)
+    event, normalized = prepared.event, prepared.normalized
+    labels = event.match_labels()
+    rule = dedup_rule(ctx.rules, labels)
     if event.kind is not EventKind.STATE:
-        return Evaluation(event, _ACTION, act(world, event, now))
+        fx = Effects(ctx, world, event, DedupDecision(DedupOutcome.ACTION, None))
+        act(fx, labels)
+        return fx.freeze()
     prior = world.alert(event.source, event.fingerprint)
-    deduped = dedup(prior, event, now, settings.duplicate_window)
-    joined = correlate(ruleset, world, event, deduped, now, settings.reopen_window, new_incident_id)
-    return Evaluation(event, deduped, joined)
+    decided = dedup(prior, event, ctx.now, ctx.settings.duplicate_window, rule)
+    fx = Effects(ctx, world, event, decided)
+    for name in normalized:
+        fx.decide("normalize", name, "applied")
+    _beat(fx, labels)
+    if event.source == heartbeats.SOURCE and decided.outcome.fires:
+        fx.decide("heartbeats", event.fingerprint, "missed")
+    if decided.alert is not None:
+        _stages(fx, prior, decided.alert, labels)
+    return fx.freeze()
+
+
+def _beat(fx: Effects, labels: Mapping[str, str]) -> None:
+    for name in heartbeats.beaten(fx.rules, labels):
+        fx.beats.append(name)
+        last = fx.world.heartbeats.get(name)
+        stored = fx.world.alert(heartbeats.SOURCE, name)
+        if last is not None and stored is not None and stored.status is AlertStatus.FIRING:
+            rule = next(r for r in fx.rules.heartbeats if r.name == name)  # few, and rare
+            fx.follow_ups.append(heartbeats.recovered_event(rule, last, fx.now))
+            fx.decide("heartbeats", name, "recovered")
+
+
+def _stages(
+    fx: Effects, prior: AlertState | None, alert: AlertState, labels: Mapping[str, str]
+) -> None:
+    change = FlapChange.NONE
+    if fx.dedup.outcome in _RESETS:
+        alert, change = observe(fx.rules.flapping, prior, alert, fx.now)
+    _track_inhibitors(fx, prior, alert, labels)
+    if alert.status is AlertStatus.FIRING:
+        alert = _firing(fx, prior, alert, labels)
+    elif prior is not None:
+        alert = _stopped(fx, prior, alert)
+    if change is not FlapChange.NONE:
+        _flap_noted(fx, alert, change)  # on the incident the alert is in after this event
+    fx.put_alert(alert)
+
+
+def _firing(
+    fx: Effects, prior: AlertState | None, alert: AlertState, labels: Mapping[str, str]
+) -> AlertState:
+    if heartbeats.beaten(fx.rules, labels):
+        return evolve(alert, hold=Hold.HEARTBEAT, held_by="heartbeat")
+    outcome = fx.dedup.outcome
+    active = [i for i in (fx.incident(n) for n in alert.incident_ids) if i and i.status.is_active]
+    if outcome.fires and prior is not None and prior.counts_firing and active:
+        # Flapping: it resolved without leaving its incident, and now fires again, quietly.
+        return _seen(fx, alert, active, changed=False)
+    if outcome.fires or (alert.hold in _RECHECKED and _hold_moved(fx, alert, labels)):
+        return place(fx, alert, labels)
+    return _seen(fx, alert, active, changed=outcome is DedupOutcome.CHANGED)
+
+
+_RECHECKED = (Hold.MAINTENANCE, Hold.INHIBITED)
+
+
+def _hold_moved(fx: Effects, alert: AlertState, labels: Mapping[str, str]) -> bool:
+    """Whether a held alert seen again is held by something else now (its window ended, its
+    inhibitor resolved): only then is it placed again, to keep repeats cheap."""
+    held = hold_of(fx, alert, labels)
+    return held is None or (held[0], held[1]) != (alert.hold, alert.held_by)
+
+
+def _seen(
+    fx: Effects, alert: AlertState, active: list[IncidentState], *, changed: bool
+) -> AlertState:
+    for incident in active:
+        updated = incidents.seen(incident, alert, fx.now)
+        if changed:
+            fx.timeline.append(
+                incidents.entry(
+                    updated, fx.now, TimelineKind.ALERT_CHANGED, incidents.describe(alert), alert
+                )
+            )
+        if updated != incident:
+            fx.put_incident(updated)
+    return alert
+
+
+def _stopped(fx: Effects, prior: AlertState, alert: AlertState) -> AlertState:
+    """The alert resolved: it leaves its incidents' firing count unless it still flaps."""
+    if alert.hold is not Hold.NONE:
+        return evolve(alert, hold=Hold.NONE, held_by="")
+    incidents.leave(fx, prior, alert)
+    return alert
+
+
+def _flap_noted(fx: Effects, alert: AlertState, change: FlapChange) -> None:
+    fx.decide("flapping", "flapping", change.value)
+    kind = (
+        TimelineKind.FLAPPING_STARTED
+        if change is FlapChange.STARTED
+        else (TimelineKind.FLAPPING_STOPPED)
+    )
+    for incident_id in alert.incident_ids:
+        incident = fx.incident(incident_id)
+        if incident is not None and incident.status.is_active:
+            message = f"{incidents.describe(alert)} {change.value} flapping"
+            fx.timeline.append(incidents.entry(incident, fx.now, kind, message, alert))
+
+
+def _track_inhibitors(
+    fx: Effects, prior: AlertState | None, alert: AlertState, labels: Mapping[str, str]
+) -> None:
+    if not fx.rules.inhibit:
+        return
+    key = (alert.source, alert.fingerprint)
+    firing = alert.status is AlertStatus.FIRING
+    was = prior is not None and prior.status is AlertStatus.FIRING
+    if firing == was and prior is not None:
+        return
+    for inhibit_key in inhibit.sources(fx.rules, labels):
+        fx.inhibitors.append(InhibitorChange(inhibit_key, key, firing))
+
+
+@dataclass
+class Lookups:
+    """The stored rows a batch's stages may read, beyond the alerts of its fingerprints."""
+
+    alerts: set[AlertKey] = field(default_factory=set)
+    incident_keys: set[str] = field(default_factory=set)
+    inhibit_keys: set[InhibitKey] = field(default_factory=set)
+    cis: set[str] = field(default_factory=set)
+    problem_keys: set[str] = field(default_factory=set)
+
+    def merge(self, other: Lookups) -> None:
+        self.alerts |= other.alerts
+        self.incident_keys |= other.incident_keys
+        self.inhibit_keys |= other.inhibit_keys
+        self.cis |= other.cis
+        self.problem_keys |= other.problem_keys
+
+
+def lookups(ruleset: RuleSet, events: Iterable[Event]) -> Lookups:
+    """What to load for `events` (the `Prepared.event`s): their alerts, the incident keys they may
+    route to, the inhibit keys they may be targets of, the CIs whose incidents may take them
+    as symptoms, the problem keys they may link to, and heartbeat alerts they may recover."""
+    found = Lookups()
+    for event in events:
+        found.alerts.add((event.source, event.fingerprint))
+        if event.status is not AlertStatus.FIRING:
+            continue  # actions on firing alerts may place them too (a downtime that ends)
+        _event_lookups(ruleset, event.match_labels(), found)
+    return found
+
+
+def _event_lookups(ruleset: RuleSet, labels: Mapping[str, str], found: Lookups) -> None:
+    for route in routes(ruleset, labels):
+        found.incident_keys.add(route.key)
+        found.problem_keys.update(f"{p.name}:{route.key}" for p in ruleset.problems)
+    found.inhibit_keys.update(inhibit.targets(ruleset, labels))
+    topology = ruleset.topology
+    ci = topology.ci_of(labels) if topology is not None else None
+    if topology is not None and ci is not None:
+        cis = {ci, *topology.cmdb.ancestors(ci)}
+        found.cis.update(cis)
+        found.problem_keys.update(f"{p.name}:{c}" for p in ruleset.problems for c in cis)
+    for name in heartbeats.beaten(ruleset, labels):
+        found.alerts.add((heartbeats.SOURCE, name))

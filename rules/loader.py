@@ -10,25 +10,25 @@ error at `incidents[2].group_by[1]` is reported at the line of that key or list 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
-from rules.match import matchers_from_mapping, parse_matcher
-from rules.ruleset import IncidentRule, RuleSet
-from rules.schema import ERROR_INDEX, IncidentRuleSpec, RuleFile
+from rules.cmdb import CmdbLoadError, parse_cmdb
+from rules.compile import COMPILERS, compile_correlate
+from rules.flapping import compile_flapping
+from rules.priority import PriorityPolicy
+from rules.ruleset import Origin, RuleSet, Topology
+from rules.schema import RuleFile, TopologySpec
+from rules.yamlsource import Loc, YamlSource, describe_error, error_loc, parse_yaml
 
 TITLE_MAX_CHARS = 200
 RULE_SUFFIXES = (".yaml", ".yml")
-
-Loc = tuple[int | str, ...]
 
 # What a sandboxed template can raise from the data it is given (e.g. `{{ labels.x | int / 0 }}`).
 _RENDER_ERRORS = (
@@ -67,52 +67,6 @@ class JinjaTitle:
         return title
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys, which PyYAML would silently overwrite.
-
-    The check runs when a mapping is composed, before construction flattens merge keys (`<<`),
-    whose keys may legitimately be overridden.
-    """
-
-    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        seen: dict[tuple[str, str], int] = {}
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-                continue
-            if (key.tag, key.value) in seen:
-                first = seen[key.tag, key.value]
-                message = f"duplicate key {key.value!r} (first at line {first})"
-                raise yaml.composer.ComposerError(None, None, message, key.start_mark)
-            seen[key.tag, key.value] = key.start_mark.line + 1
-        return node
-
-
-@dataclass(frozen=True, slots=True)
-class YamlSource:
-    """One parsed file: where to report, and the node tree to find lines in."""
-
-    path: str
-    root: yaml.Node | None
-
-    def error(self, loc: Loc, message: str, where: Loc | None = None) -> str:
-        shown = _format_loc(loc if where is None else where)
-        prefix = f"{shown}: " if shown else ""
-        return f"{self.path}:{self.line(loc)}: {prefix}{message}"
-
-    def line(self, loc: Loc) -> int:
-        """The line of the deepest key or list item on `loc` that exists in the file."""
-        if self.root is None:
-            return 1
-        node, line = self.root, self.root.start_mark.line + 1
-        for part in loc:
-            step = _child(node, part)
-            if step is not None:
-                marker, node = step
-                line = marker.start_mark.line + 1
-        return line
-
-
 def load_rules(directory: Path) -> RuleSet:
     """Load and compile every rule file in `directory`; raise `RuleLoadError` on any problem."""
     if not directory.is_dir():
@@ -126,14 +80,15 @@ def load_rules(directory: Path) -> RuleSet:
         except OSError as exc:
             compiler.errors.append(f"{path}:1: cannot read file: {exc.strerror}")
             continue
-        compiler.add_file(str(path), contents[path.name])
+        compiler.add_file(path, contents[path.name])
     if compiler.errors:
         raise RuleLoadError(compiler.errors)
-    return RuleSet(
-        incident_rules=tuple(compiler.incident_rules),
-        files=tuple(contents),
-        digest=_digest(contents),
-    )
+    return compiler.rule_set(tuple(contents), _digest(contents, compiler.extra_files))
+
+
+_LIST_SECTIONS = ("normalize", "dedup", "maintenance", "inhibit", "correlate", "heartbeats",
+                  "problems")  # fmt: skip
+_SINGLE_SECTIONS = ("topology", "priority", "flapping")
 
 
 class _Compiler:
@@ -141,22 +96,51 @@ class _Compiler:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
-        self.incident_rules: list[IncidentRule] = []
-        self._rule_sites: dict[str, str] = {}
+        self.sections: dict[str, list[Any]] = {name: [] for name in _LIST_SECTIONS}
+        self.single: dict[str, tuple[str, Any]] = {}
+        self.extra_files: dict[str, bytes] = {}
+        self._names: dict[tuple[str, str], str] = {}
         self._env = ImmutableSandboxedEnvironment(
             undefined=jinja2.ChainableUndefined, autoescape=False
         )
 
-    def add_file(self, path: str, data: bytes) -> None:
-        parsed = parse_yaml(path, data)
+    def add_file(self, path: Path, data: bytes) -> None:
+        parsed = parse_yaml(str(path), data)
         if isinstance(parsed, str):
             self.errors.append(parsed)
             return
         source, document = parsed
         rule_file = self._validate(source, document)
-        if rule_file is not None:
-            for index, spec in enumerate(rule_file.incidents):
-                self._add_incident_rule(source, ("incidents", index), spec)
+        if rule_file is None:
+            return
+        for section in _LIST_SECTIONS:
+            for index, spec in enumerate(getattr(rule_file, section)):
+                compiled = self._compile(source, section, (section, index), spec)
+                if compiled is not None:
+                    self.sections[section].append(compiled)
+        for section in _SINGLE_SECTIONS:
+            spec = getattr(rule_file, section)
+            if spec is not None:
+                self._add_single(source, path, section, spec)
+
+    def rule_set(self, files: tuple[str, ...], digest: str) -> RuleSet:
+        topology = self.single.get("topology")
+        priority = self.single.get("priority")
+        flapping = self.single.get("flapping")
+        return RuleSet(
+            normalize=tuple(self.sections["normalize"]),
+            dedup=tuple(self.sections["dedup"]),
+            maintenance=tuple(self.sections["maintenance"]),
+            inhibit=tuple(self.sections["inhibit"]),
+            correlate=tuple(self.sections["correlate"]),
+            topology=topology[1] if topology else None,
+            priority=priority[1] if priority else PriorityPolicy.default(),
+            flapping=flapping[1] if flapping else compile_flapping(None),
+            heartbeats=tuple(self.sections["heartbeats"]),
+            problems=tuple(self.sections["problems"]),
+            files=files,
+            digest=digest,
+        )
 
     def _validate(self, source: YamlSource, document: object) -> RuleFile | None:
         if document is None:
@@ -167,28 +151,62 @@ class _Compiler:
         try:
             return RuleFile.model_validate(document)
         except ValidationError as exc:
-            details = sorted(exc.errors(), key=lambda detail: source.line(_error_loc(detail)))
+            details = sorted(exc.errors(), key=lambda detail: source.line(error_loc(detail)))
             self.errors.extend(describe_error(source, detail) for detail in details)
             return None
 
-    def _add_incident_rule(self, source: YamlSource, loc: Loc, spec: IncidentRuleSpec) -> None:
-        first = self._rule_sites.get(spec.name)
+    def _compile(self, source: YamlSource, section: str, loc: Loc, spec: Any) -> Any:
+        origin = Origin(source.path, source.line(loc))
+        self._unique_name(source, section, loc, spec.name)
+        if section == "correlate":
+            title = self._compile_title(source, (*loc, "title"), spec.title)
+            return compile_correlate(spec, title, origin)
+        return COMPILERS[section](spec, origin)
+
+    def _unique_name(self, source: YamlSource, section: str, loc: Loc, name: str) -> None:
+        first = self._names.get((section, name))
         if first is not None:
-            message = f"duplicate rule name {spec.name!r} (first defined at {first})"
+            message = f"duplicate rule name {name!r} in {section} (first defined at {first})"
             self.errors.append(source.error((*loc, "name"), message, where=loc))
         else:
-            self._rule_sites[spec.name] = f"{source.path}:{source.line((*loc, 'name'))}"
-        title = self._compile_title(source, (*loc, "title"), spec.title)
-        matchers = tuple(parse_matcher(text) for text in spec.matchers)
-        self.incident_rules.append(
-            IncidentRule(
-                name=spec.name,
-                matchers=(matchers + matchers_from_mapping(spec.match)),
-                group_by=tuple(spec.group_by),
-                title=title,
-                source_file=source.path,
-                source_line=source.line(loc),
-            )
+            self._names[section, name] = f"{source.path}:{source.line((*loc, 'name'))}"
+
+    def _add_single(self, source: YamlSource, path: Path, section: str, spec: Any) -> None:
+        first = self.single.get(section)
+        if first is not None:
+            message = f"section {section!r} is already defined in {first[0]}"
+            self.errors.append(source.error((section,), message, where=()))
+            return
+        where = f"{source.path}:{source.line((section,))}"
+        if section == "topology":
+            compiled: Any = self._load_topology(source, path, spec)
+        elif section == "priority":
+            compiled = PriorityPolicy.from_spec(spec)
+        else:
+            compiled = compile_flapping(spec)
+        # Recorded even when it failed (a CMDB that cannot be read), so that a second file
+        # with the section is reported as such rather than compiled as if it were the first.
+        self.single[section] = (where, compiled)
+
+    def _load_topology(self, source: YamlSource, path: Path, spec: TopologySpec) -> Any:
+        cmdb_path = (path.parent / spec.cmdb).resolve()
+        try:
+            data = cmdb_path.read_bytes()
+        except OSError as exc:
+            message = f"cannot read CMDB {str(cmdb_path)!r}: {exc.strerror}"
+            self.errors.append(source.error(("topology", "cmdb"), message))
+            return None
+        try:
+            cmdb = parse_cmdb(str(cmdb_path), data)
+        except CmdbLoadError as exc:
+            self.errors.extend(exc.errors)
+            return None
+        self.extra_files[str(cmdb_path)] = data
+        return Topology(
+            cmdb=cmdb,
+            bind=spec.bind,
+            source_file=str(cmdb_path),
+            root_rules=frozenset(spec.root_rules),
         )
 
     def _compile_title(self, source: YamlSource, loc: Loc, text: str | None) -> JinjaTitle | None:
@@ -202,80 +220,13 @@ class _Compiler:
             return None
 
 
-def parse_yaml(path: str, data: bytes) -> tuple[YamlSource, object] | str:
-    """The node tree and the data of one file, or its YAML error as `file:line: message`."""
-    loader = _StrictLoader(data)
-    try:
-        root = loader.get_single_node()
-        document = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as exc:
-        return _describe_yaml(path, exc)
-    except yaml.YAMLError as exc:
-        return f"{path}:1: invalid YAML: {exc}"
-    finally:
-        loader.dispose()
-    return YamlSource(path, root), document
-
-
-def _describe_yaml(path: str, exc: yaml.MarkedYAMLError) -> str:
-    mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else 1
-    message = exc.problem or exc.context or "invalid YAML"
-    if exc.context and exc.problem and exc.context_mark is not None:
-        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
-    return f"{path}:{line}: invalid YAML: {message}"
-
-
-def _error_loc(detail: ErrorDetails) -> Loc:
-    """Pydantic's `loc`, narrowed to the list item that a whole-list check names."""
-    loc: Loc = tuple(detail["loc"])
-    index = (detail.get("ctx") or {}).get(ERROR_INDEX)
-    return (*loc, index) if isinstance(index, int) else loc
-
-
-def describe_error(source: YamlSource, detail: ErrorDetails) -> str:
-    loc = _error_loc(detail)
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        return source.error(loc, f"unknown key {loc[-1]!r}", where=loc[:-1])
-    if kind == "missing":
-        return source.error(loc, f"missing required key {loc[-1]!r}", where=loc[:-1])
-    if loc[-1:] == ("[key]",):
-        # A bad mapping key: point at the key, name the mapping (the message names the key).
-        return source.error(loc, detail["msg"], where=loc[:-2])
-    if kind == "string_type":
-        return source.error(loc, "expected a string (quote numbers and booleans in YAML)")
-    return source.error(loc, detail["msg"])
-
-
-def _child(node: yaml.Node, part: int | str) -> tuple[yaml.Node, yaml.Node] | None:
-    """(the node to point at, the node to descend into) for one step of a pydantic `loc`."""
-    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-        # The last occurrence wins, as in construction (and after merge keys are flattened).
-        for key, value in reversed(node.value):
-            if isinstance(key, yaml.ScalarNode) and key.value == part:
-                return key, value
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        item = node.value[part]
-        return item, item
-    return None
-
-
-def _format_loc(loc: Iterable[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
-def _digest(contents: Mapping[str, bytes]) -> str:
-    """sha256 over the sorted (file name, bytes) pairs; lengths keep the framing unambiguous."""
+def _digest(contents: Mapping[str, bytes], extra: Mapping[str, bytes]) -> str:
+    """sha256 over the sorted (file name, bytes) pairs of the rule files and the CMDB; lengths
+    keep the framing unambiguous."""
     digest = hashlib.sha256()
-    for name in sorted(contents):
-        data = contents[name]
+    both = {**contents, **extra}
+    for name in sorted(both):
+        data = both[name]
         digest.update(f"{name}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()

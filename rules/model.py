@@ -9,9 +9,10 @@ clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any, TypeVar
 
 
 class Severity(enum.StrEnum):
@@ -50,6 +51,37 @@ class IncidentStatus(enum.StrEnum):
     @property
     def is_active(self) -> bool:
         return self is not IncidentStatus.RESOLVED
+
+
+class Hold(enum.StrEnum):
+    """Why a firing alert is not in an incident. The value is also the `stage` label of
+    `bridge_alerts_held_total`; `AlertState.held_by` names the rule or window."""
+
+    NONE = "none"
+    PENDING = "pending"  # correlate: fewer than `min_alerts` alerts of its group so far
+    INHIBITED = "inhibited"  # inhibit: a firing source alert with the same `equal` labels
+    MAINTENANCE = "maintenance"  # maintenance: a window (rule file, API) or a sender's downtime
+    HEARTBEAT = "heartbeat"  # heartbeats: the event is a heartbeat (e.g. Watchdog), not a fault
+
+
+class JoinReason(enum.StrEnum):
+    """Why an alert joined its incident (shown per alert, and the `reason` metric label)."""
+
+    OPENED = "opened"  # it opened the incident
+    GROUPED = "grouped"  # same rule and group_by values as the incident
+    SYMPTOM = "symptom"  # topology: its CI's ancestor is the incident's root cause CI
+    CONTINUED = "continued"  # a later matching rule after one with `continue: true`
+    RELEASED = "released"  # it was held (pending, inhibited, maintenance) and now joins
+
+
+class ProblemStatus(enum.StrEnum):
+    OPEN = "open"
+    KNOWN_ERROR = "known_error"
+    RESOLVED = "resolved"
+
+    @property
+    def is_active(self) -> bool:
+        return self is not ProblemStatus.RESOLVED
 
 
 class EventKind(enum.StrEnum):
@@ -133,10 +165,35 @@ class AlertState:
     digest: str
     incident_id: int | None
     rule: str | None
-    # Set by what the sender reports (Nagios flapping and downtime notices); what they do to
-    # incidents is the rule engine's `flapping` and `maintenance` stages.
+    # Set by what the sender reports (Nagios flapping and downtime notices); the `flapping`
+    # stage also sets `flapping` from the alert's own state history.
     flapping: bool = False
     maintenance: bool = False
+    # The sender itself reports the alert flapping (Nagios FLAPPINGSTART until FLAPPINGSTOP):
+    # it stays flapping whatever the engine's own detection says.
+    flap_reported: bool = False
+    hold: Hold = Hold.NONE
+    held_by: str = ""
+    # The incident key the correlate stage routed the alert to (held alerts keep it, so that
+    # pending alerts of one group can be found when the group reaches `min_alerts`).
+    incident_key: str | None = None
+    reason: JoinReason | None = None
+    # Incidents the alert joined besides `incident_id` (rules after one with `continue`).
+    also: tuple[int, ...] = ()
+    # The flapping stage's record of observed states ('F'/'R', oldest first) and when the
+    # state last changed.
+    history: str = ""
+    changed_at: datetime | None = None
+
+    @property
+    def counts_firing(self) -> bool:
+        """Whether the alert keeps its incidents open: firing, or flapping (a flapping alert
+        that resolves keeps its incident open and quiet instead of resolve/reopen cycles)."""
+        return self.status is AlertStatus.FIRING or self.flapping
+
+    @property
+    def incident_ids(self) -> tuple[int, ...]:
+        return ((self.incident_id,) if self.incident_id is not None else ()) + self.also
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +218,32 @@ class IncidentState:
     firing_alerts: int
     alert_count: int
     reopen_count: int
+    priority: int = 3
+    # The configuration item the incident is about (topology: the probable root cause), and
+    # the business service it serves.
+    ci: str | None = None
+    service: str | None = None
+    problem_id: int | None = None
+    # The generation of this incident for its key: a correlate rule's `window` closes an
+    # incident to new alerts, and the next alert of the key opens generation + 1.
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemState:
+    """An ITIL problem: the cause behind recurring incidents or incidents on one root CI."""
+
+    id: int
+    key: str
+    rule: str
+    title: str
+    status: ProblemStatus
+    opened_at: datetime
+    updated_at: datetime
+    incident_count: int
+    ci: str | None = None
+    root_cause: str = ""
+    workaround: str = ""
 
 
 class TimelineKind(enum.StrEnum):
@@ -177,6 +260,8 @@ class TimelineKind(enum.StrEnum):
     FLAPPING_STOPPED = "flapping_stopped"
     MAINTENANCE_STARTED = "maintenance_started"
     MAINTENANCE_ENDED = "maintenance_ended"
+    PRIORITY_CHANGED = "priority_changed"
+    PROBLEM_LINKED = "problem_linked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +272,44 @@ class TimelineEntry:
     actor: str
     message: str
     fingerprint: str | None = None
+
+
+_T = TypeVar("_T")
+_EVOLVERS: dict[type, Callable[[Any, dict[str, object]], Any]] = {}
+
+
+def evolve(value: _T, **changes: object) -> _T:
+    """`dataclasses.replace` for the frozen, slotted values of this module, without its
+    per-call introspection (it dominated the engine's profile). Unknown names raise."""
+    cls = type(value)
+    evolver = _EVOLVERS.get(cls)
+    if evolver is None:
+        evolver = _EVOLVERS[cls] = _evolver(cls)
+    result: _T = evolver(value, changes)
+    return result
+
+
+def _evolver(cls: type) -> Callable[[Any, dict[str, object]], Any]:
+    """A copy function generated for `cls`: one attribute store per field, no loop."""
+    names = tuple(f.name for f in fields(cls))
+    lines = [
+        "def evolve(value, changes):",
+        "    if not changes.keys() <= NAMES:",
+        "        unknown = sorted(changes.keys() - NAMES)",
+        "        raise TypeError(f'{CLS.__name__} has no field(s) {unknown}')",
+        "    new = NEW(CLS)",
+    ]
+    for name in names:
+        lines.append(
+            f"    SET(new, {name!r}, changes[{name!r}] if {name!r} in changes else value.{name})"
+        )
+    lines.append("    return new")
+    scope: dict[str, Any] = {
+        "NAMES": frozenset(names),
+        "CLS": cls,
+        "NEW": object.__new__,
+        "SET": object.__setattr__,
+    }
+    exec("\n".join(lines), scope)  # generated from the class's own field names only
+    made: Callable[[Any, dict[str, object]], Any] = scope["evolve"]
+    return made

@@ -1,7 +1,9 @@
 """The shape of the rule files, validated with pydantic before anything is compiled.
 
 Input: the parsed YAML of one rule file. Output: a `RuleFile` whose top-level keys are the rule
-sections; each stage adds its own section as a further optional key (today: `incidents`).
+sections, one per stage: normalize, dedup, maintenance, inhibit, correlate, topology, priority,
+flapping, heartbeats, problems (every section optional; lists from several files concatenate,
+the single-mapping sections may appear in one file only).
 `rules.loader` maps every validation error back to the file and line it came from, and compiles
 the validated specs into `rules.ruleset.RuleSet`.
 
@@ -13,17 +15,21 @@ the item's position as `index` in its context, and the loader points at that ite
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from rules.duration import parse_duration
+from rules.flapping import FlappingSpec
 from rules.match import LABEL_NAME, MatcherError, is_label_name, parse_matcher
+from rules.priority import LevelName, PrioritySpec, SeverityName
+from rules.schedule import MaintenanceSpec
+from rules.yamlsource import ERROR_INDEX
 
 # Rule names become metric label values and appear in logs, so they stay plain.
 RULE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-
-ERROR_INDEX = "index"
 
 
 def _check_rule_name(value: str) -> str:
@@ -76,22 +82,155 @@ MatcherText = Annotated[str, AfterValidator(_check_matcher)]
 GroupBy = Annotated[list[LabelName], AfterValidator(_check_group_by)]
 
 
-class IncidentRuleSpec(BaseModel):
-    """One entry of `incidents`: which alerts it takes (`matchers` AND `match`) and how they
-    group into incidents (`group_by`, which may use the pseudo-labels of `rules.model`)."""
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "regex", "invalid regex: {reason}", {"reason": str(exc)}
+        ) from None
+    return value
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: RuleName
+def _duration(value: object) -> timedelta:
+    try:
+        found = parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", "{reason}", {"reason": str(exc)}) from None
+    if found <= timedelta(0):
+        raise PydanticCustomError("duration", "must be longer than zero")
+    return found
+
+
+def _check_ignored(value: str) -> str:
+    # A typo here would silently make every re-send `changed` again.
+    name = value.removeprefix("annotations.")
+    if value in ("severity", "annotations") or (name != value and name):
+        return value
+    raise PydanticCustomError(
+        "ignore",
+        "cannot ignore '{field}': use severity, annotations or annotations.<name>",
+        {"field": value},
+    )
+
+
+Regex = Annotated[str, AfterValidator(_check_regex)]
+Ignored = Annotated[str, AfterValidator(_check_ignored)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Selector(BaseModel):
+    """Which alerts a rule takes: all `matchers` AND every `match` equality."""
+
+    model_config = _STRICT
+
     matchers: list[MatcherText] = Field(default_factory=list)
     match: dict[LabelName, str] = Field(default_factory=dict)
+
+
+class LabelDerivationSpec(BaseModel):
+    model_config = _STRICT
+
+    # `from` is a Python keyword: the YAML key is `from`, the attribute `sources`.
+    sources: list[LabelName] = Field(alias="from", min_length=1)
+    regex: Regex = "(.*)"
+    replacement: str = "$1"
+    overwrite: bool = False
+
+
+class SeverityMapSpec(BaseModel):
+    model_config = _STRICT
+
+    # A label whose value is looked up in `map`; empty: the severity the connector gave.
+    label: LabelName | Literal[""] = ""
+    map: dict[str, SeverityName]
+
+
+class NormalizeSpec(Selector):
+    """One entry of `normalize`: derived labels and a severity mapping for matching alerts."""
+
+    name: RuleName
+    labels: dict[LabelName, LabelDerivationSpec] = Field(default_factory=dict)
+    severity: SeverityMapSpec | None = None
+
+
+class DedupSpec(Selector):
+    """One entry of `dedup`: the labels that identify an alert, the fields that are no change."""
+
+    name: RuleName
+    fingerprint: list[LabelName] = Field(default_factory=list)
+    ignore: list[Ignored] = Field(default_factory=list)
+
+
+class InhibitSpec(BaseModel):
+    """One entry of `inhibit`, with Alertmanager's keys."""
+
+    model_config = _STRICT
+
+    name: RuleName
+    source_matchers: list[MatcherText] = Field(default_factory=list)
+    source_match: dict[LabelName, str] = Field(default_factory=dict)
+    target_matchers: list[MatcherText] = Field(default_factory=list)
+    target_match: dict[LabelName, str] = Field(default_factory=dict)
+    equal: list[LabelName] = Field(default_factory=list)
+
+
+class CorrelateSpec(Selector):
+    """One entry of `correlate`: which alerts it takes and how they group into incidents."""
+
+    name: RuleName
     group_by: GroupBy
     title: str | None = None
+    window: Duration | None = None
+    min_alerts: int = Field(default=1, ge=1, le=10_000, strict=True)
+    resolve_on: Literal["all", "any", "never"] = "all"
+    impact: LevelName | None = None
+    # `continue` is a Python keyword: the YAML key is `continue`, the attribute `cont`.
+    cont: bool = Field(default=False, alias="continue")
+
+
+class TopologySpec(BaseModel):
+    model_config = _STRICT
+
+    cmdb: str  # path of the CMDB file, relative to the rule file
+    bind: LabelName = "host"
+    # The correlate rules whose incidents mean "this CI is down" and take the alerts of the
+    # CIs behind it as symptoms; empty: any incident on the CI does.
+    root_rules: list[RuleName] = Field(default_factory=list)
+
+
+class HeartbeatSpec(Selector):
+    name: RuleName
+    every: Duration
+    severity: SeverityName = Field(default="critical", validate_default=True)
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+    summary: str = ""
+
+
+class ProblemSpec(BaseModel):
+    model_config = _STRICT
+
+    name: RuleName
+    by: Literal["key", "ci"] = "key"
+    count: int = Field(ge=2, le=1000, strict=True)
+    within: Duration
+    rules: list[RuleName] = Field(default_factory=list)
 
 
 class RuleFile(BaseModel):
     """One rule file. Every section is optional, so rules can be split across files freely."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
-    incidents: list[IncidentRuleSpec] = Field(default_factory=list)
+    normalize: list[NormalizeSpec] = Field(default_factory=list)
+    dedup: list[DedupSpec] = Field(default_factory=list)
+    maintenance: list[MaintenanceSpec] = Field(default_factory=list)
+    inhibit: list[InhibitSpec] = Field(default_factory=list)
+    correlate: list[CorrelateSpec] = Field(default_factory=list)
+    topology: TopologySpec | None = None
+    priority: PrioritySpec | None = None
+    flapping: FlappingSpec | None = None
+    heartbeats: list[HeartbeatSpec] = Field(default_factory=list)
+    problems: list[ProblemSpec] = Field(default_factory=list)

@@ -1,118 +1,261 @@
-"""Scenarios for the actions stage: acknowledgements and notes reported by a sender."""
+"""The actions stage: acknowledgements, comments, flapping and downtime notices from senders."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 
 from rules.dedup import DedupOutcome
-from rules.incidents import IncidentAction
-from rules.model import AlertStatus, Event, EventKind, IncidentStatus, TimelineKind
-from tests.rules.builders import at, event
-from tests.rules.world import MemoryWorld
+from rules.model import EventKind, Hold, IncidentStatus, JoinReason, TimelineKind
+from tests.rules.builders import action, at, firing, resolved
+from tests.rules.world import Pipeline
+
+NAGIOS = "nagios"
 
 
-def action(kind: EventKind, actor: str = "alice", message: str = "") -> Event:
-    return replace(event(source="nagios"), kind=kind, actor=actor, message=message)
-
-
-def opened_world() -> MemoryWorld:
-    world = MemoryWorld()
-    world.send(event(source="nagios"), at(0))
-    return world
+def opened() -> Pipeline:
+    pipeline = Pipeline()
+    pipeline.send(firing(source=NAGIOS), at(0))
+    return pipeline
 
 
 def test_a_sender_acknowledgement_acknowledges_the_incident_with_who_and_why() -> None:
-    world = opened_world()
-    result = world.send(action(EventKind.ACKNOWLEDGE, "alice", "looking"), at(10))
+    pipeline = opened()
+    result = pipeline.send(action(EventKind.ACKNOWLEDGE, actor="alice", message="looking"), at(10))
     assert result.dedup.outcome is DedupOutcome.ACTION
-    assert result.incident.action is IncidentAction.ACKNOWLEDGED
-    assert result.incident.incident is not None
-    assert result.incident.incident.status is IncidentStatus.ACKNOWLEDGED
-    entry = result.incident.timeline[0]
-    assert (entry.kind, entry.actor, entry.message) == (
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.acknowledged_at) == (IncidentStatus.ACKNOWLEDGED, at(10))
+    assert [(d.stage, d.decision) for d in result.decisions] == [("incidents", "acknowledged")]
+    [entry] = result.timeline
+    assert (entry.kind, entry.actor, entry.message, entry.fingerprint) == (
         TimelineKind.ACKNOWLEDGED,
         "nagios:alice",
         "looking",
+        "fp1",
     )
-    assert entry.fingerprint == "fp1"
+
+
+def test_an_acknowledgement_without_a_user_names_the_sender() -> None:
+    pipeline = Pipeline()
+    pipeline.send(firing(source="zabbix"), at(0))
+    result = pipeline.send(action(EventKind.ACKNOWLEDGE, actor="", source="zabbix"), at(5))
+    assert [e.actor for e in result.timeline] == ["zabbix"]
 
 
 def test_a_repeated_acknowledgement_changes_nothing() -> None:
-    world = opened_world()
-    world.send(action(EventKind.ACKNOWLEDGE), at(10))
-    again = world.send(action(EventKind.ACKNOWLEDGE), at(11))
-    assert again.incident.action is IncidentAction.NONE
-    assert again.incident.timeline == ()
+    pipeline = opened()
+    pipeline.send(action(EventKind.ACKNOWLEDGE), at(10))
+    again = pipeline.send(action(EventKind.ACKNOWLEDGE), at(11))
+    assert (again.decisions, again.timeline, again.incidents) == ((), (), ())
+    assert pipeline.only_incident().acknowledged_at == at(10)
 
 
 def test_unacknowledge_returns_the_incident_to_new() -> None:
-    world = opened_world()
-    world.send(action(EventKind.ACKNOWLEDGE), at(10))
-    result = world.send(action(EventKind.UNACKNOWLEDGE, "bob"), at(20))
-    assert result.incident.action is IncidentAction.UNACKNOWLEDGED
-    assert result.incident.incident is not None
-    assert result.incident.incident.status is IncidentStatus.NEW
-    assert result.incident.incident.acknowledged_at is None
+    pipeline = opened()
+    pipeline.send(action(EventKind.ACKNOWLEDGE), at(10))
+    result = pipeline.send(action(EventKind.UNACKNOWLEDGE, actor="bob"), at(20))
+    assert [(d.stage, d.decision) for d in result.decisions] == [("incidents", "unacknowledged")]
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.acknowledged_at) == (IncidentStatus.NEW, None)
+    assert [(e.kind, e.actor) for e in result.timeline] == [
+        (TimelineKind.UNACKNOWLEDGED, "nagios:bob")
+    ]
 
 
 @pytest.mark.parametrize(
-    ("kind", "timeline", "default"),
+    ("kind", "timeline", "default", "flag"),
     [
-        (EventKind.COMMENT, TimelineKind.COMMENT, "comment"),
-        (EventKind.FLAPPING_START, TimelineKind.FLAPPING_STARTED, "started flapping"),
-        (EventKind.FLAPPING_STOP, TimelineKind.FLAPPING_STOPPED, "stopped flapping"),
-        (EventKind.MAINTENANCE_START, TimelineKind.MAINTENANCE_STARTED, "maintenance started"),
-        (EventKind.MAINTENANCE_END, TimelineKind.MAINTENANCE_ENDED, "maintenance ended"),
+        pytest.param(
+            EventKind.COMMENT,
+            TimelineKind.COMMENT,
+            "comment",
+            None,
+            id="a comment goes on the timeline",
+        ),
+        pytest.param(
+            EventKind.FLAPPING_START,
+            TimelineKind.FLAPPING_STARTED,
+            "started flapping",
+            "flapping",
+            id="a flapping start goes on the timeline and flags the alert flapping",
+        ),
+        pytest.param(
+            EventKind.FLAPPING_STOP,
+            TimelineKind.FLAPPING_STOPPED,
+            "stopped flapping",
+            None,
+            id="a flapping stop for an alert not flapping only goes on the timeline",
+        ),
+        pytest.param(
+            EventKind.MAINTENANCE_START,
+            TimelineKind.MAINTENANCE_STARTED,
+            "maintenance started",
+            "maintenance",
+            id="a downtime start goes on the timeline and flags the alert in maintenance",
+        ),
+        pytest.param(
+            EventKind.MAINTENANCE_END,
+            TimelineKind.MAINTENANCE_ENDED,
+            "maintenance ended",
+            None,
+            id="a downtime end for an alert not in downtime only goes on the timeline",
+        ),
     ],
 )
-def test_notices_go_on_the_timeline_and_leave_the_alert_alone(
-    kind: EventKind, timeline: TimelineKind, default: str
+def test_notices_go_on_the_timeline_and_leave_the_alerts_state_alone(
+    kind: EventKind, timeline: TimelineKind, default: str, flag: str | None
 ) -> None:
-    world = opened_world()
-    before = world.alerts[("nagios", "fp1")]
-    result = world.send(action(kind, "nagiosadmin"), at(10))
-    assert result.incident.action is IncidentAction.NOTED
-    assert [(e.kind, e.message) for e in result.incident.timeline] == [(timeline, default)]
-    after = world.alerts[("nagios", "fp1")]
-    assert (after.status, after.count, after.digest) == (before.status, before.count, before.digest)
+    pipeline = opened()
+    before = pipeline.alert("fp1", NAGIOS)
+    result = pipeline.send(action(kind, actor="nagiosadmin"), at(10))
+    assert [(d.stage, d.decision) for d in result.decisions] == [("incidents", "noted")]
+    assert [(e.kind, e.actor, e.message) for e in result.timeline] == [
+        (timeline, "nagios:nagiosadmin", default)
+    ]
+    after = pipeline.alert("fp1", NAGIOS)
+    assert (after.status, after.count, after.digest, after.incident_id) == (
+        before.status,
+        before.count,
+        before.digest,
+        before.incident_id,
+    )
+    assert (after.flapping, after.maintenance) == (flag == "flapping", flag == "maintenance")
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts) == (IncidentStatus.NEW, 1)
+
+
+def test_a_notice_with_a_message_shows_the_message() -> None:
+    pipeline = opened()
+    result = pipeline.send(action(EventKind.COMMENT, message="disk replaced"), at(10))
+    assert [e.message for e in result.timeline] == ["disk replaced"]
 
 
 def test_actions_on_unknown_alerts_or_resolved_incidents_change_nothing() -> None:
-    world = MemoryWorld()
-    assert world.send(action(EventKind.ACKNOWLEDGE), at(0)).incident.action is (IncidentAction.NONE)
-    world.send(event(source="nagios"), at(0))
-    world.send(replace(event(source="nagios", status=AlertStatus.RESOLVED)), at(5))
-    late = world.send(action(EventKind.ACKNOWLEDGE), at(10))
-    assert late.incident.action is IncidentAction.NONE
+    pipeline = Pipeline()
+    unknown = pipeline.send(action(EventKind.ACKNOWLEDGE), at(0))
+    assert (unknown.alerts, unknown.incidents, unknown.timeline, unknown.decisions) == (
+        (),
+        (),
+        (),
+        (),
+    )
+    pipeline.send(firing(source=NAGIOS), at(0))
+    pipeline.send(resolved(source=NAGIOS, until=5), at(5))
+    late = pipeline.send(action(EventKind.ACKNOWLEDGE), at(10))
+    assert (late.incidents, late.timeline, late.decisions) == ((), (), ())
+    assert pipeline.only_incident().status is IncidentStatus.RESOLVED
 
 
 @pytest.mark.parametrize(
     ("start", "stop", "flag"),
     [
-        (EventKind.FLAPPING_START, EventKind.FLAPPING_STOP, "flapping"),
-        (EventKind.MAINTENANCE_START, EventKind.MAINTENANCE_END, "maintenance"),
+        pytest.param(
+            EventKind.FLAPPING_START,
+            EventKind.FLAPPING_STOP,
+            "flapping",
+            id="the flapping flag stays through re-sends until the flapping stop",
+        ),
+        pytest.param(
+            EventKind.MAINTENANCE_START,
+            EventKind.MAINTENANCE_END,
+            "maintenance",
+            id="the downtime flag stays through re-sends until the downtime end",
+        ),
     ],
 )
 def test_notices_set_and_clear_the_alerts_flag_and_repeats_keep_it(
     start: EventKind, stop: EventKind, flag: str
 ) -> None:
-    world = opened_world()
-    started = world.send(action(start), at(10))
+    pipeline = opened()
+    started = pipeline.send(action(start), at(10))
     assert started.alert is not None
     assert getattr(started.alert, flag) is True
-    world.send(event(source="nagios"), at(200))  # a re-send of the problem keeps the flag
-    assert getattr(world.alerts[("nagios", "fp1")], flag) is True
-    stopped = world.send(action(stop), at(300))
+    pipeline.send(firing(source=NAGIOS), at(200))  # a re-send of the problem keeps the flag
+    assert getattr(pipeline.alert("fp1", NAGIOS), flag) is True
+    stopped = pipeline.send(action(stop), at(300))
     assert stopped.alert is not None
     assert getattr(stopped.alert, flag) is False
+    assert pipeline.only_incident().status is IncidentStatus.NEW  # still firing
 
 
 def test_a_flag_is_set_even_on_an_alert_without_an_incident() -> None:
-    world = MemoryWorld()
-    world.send(event(source="nagios", status=AlertStatus.RESOLVED), at(0))  # resolved_unseen
-    result = world.send(action(EventKind.MAINTENANCE_START), at(5))
-    assert result.incident.action is IncidentAction.NONE
+    pipeline = Pipeline()
+    pipeline.send(resolved(source=NAGIOS, until=0), at(0))  # resolved_unseen
+    result = pipeline.send(action(EventKind.MAINTENANCE_START), at(5))
+    assert (result.incidents, result.decisions) == ((), ())
     assert result.alert is not None
     assert result.alert.maintenance is True
+
+
+# Flags through the new code paths: a flapping alert keeps its incident, a downtime holds.
+
+
+def test_a_problem_during_the_senders_downtime_is_held_and_released_when_it_ends() -> None:
+    pipeline = Pipeline()
+    pipeline.send(resolved(source=NAGIOS, until=0), at(0))
+    pipeline.send(action(EventKind.MAINTENANCE_START), at(5))
+    pipeline.send(firing(source=NAGIOS, since=10), at(10))
+    held = pipeline.alert("fp1", NAGIOS)
+    assert (held.hold, held.held_by, held.incident_id) == (
+        Hold.MAINTENANCE,
+        "downtime:nagios",
+        None,
+    )
+    assert pipeline.incidents() == []
+    assert pipeline.decisions("maintenance") == [("downtime:nagios", "suppressed")]
+    ended = pipeline.send(action(EventKind.MAINTENANCE_END), at(60))
+    incident = pipeline.only_incident()
+    assert ended.alert is not None
+    assert (ended.alert.hold, ended.alert.incident_id) == (Hold.NONE, incident.id)
+    assert incident.opened_at == at(60)
+
+
+def test_a_problem_that_recovers_during_the_downtime_opens_nothing_when_it_ends() -> None:
+    pipeline = Pipeline()
+    pipeline.send(resolved(source=NAGIOS, until=0), at(0))
+    pipeline.send(action(EventKind.MAINTENANCE_START), at(5))
+    pipeline.send(firing(source=NAGIOS, since=10), at(10))
+    pipeline.send(resolved(source=NAGIOS, since=10, until=20), at(20))
+    pipeline.send(action(EventKind.MAINTENANCE_END), at(60))
+    assert pipeline.incidents() == []
+    assert pipeline.alert("fp1", NAGIOS).hold is Hold.NONE
+
+
+def test_a_downtime_that_starts_while_the_alert_is_in_an_incident_keeps_it_there() -> None:
+    pipeline = opened()
+    pipeline.send(action(EventKind.MAINTENANCE_START), at(10))
+    alert = pipeline.alert("fp1", NAGIOS)
+    assert (alert.hold, alert.incident_id) == (Hold.NONE, pipeline.only_incident().id)
+
+
+def test_a_recovery_while_the_sender_reports_flapping_keeps_the_incident_open() -> None:
+    pipeline = opened()
+    pipeline.send(action(EventKind.FLAPPING_START), at(10))
+    pipeline.send(resolved(source=NAGIOS, until=20), at(20))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts) == (IncidentStatus.NEW, 1)
+    assert pipeline.alert("fp1", NAGIOS).flapping is True
+
+
+def test_the_flapping_stop_of_a_recovered_alert_resolves_its_incident_then() -> None:
+    pipeline = opened()
+    pipeline.send(action(EventKind.FLAPPING_START), at(10))
+    pipeline.send(resolved(source=NAGIOS, until=20), at(20))
+    stopped = pipeline.send(action(EventKind.FLAPPING_STOP), at(30))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.resolved_at) == (IncidentStatus.RESOLVED, at(30))
+    assert ("incidents", "resolved") in [(d.stage, d.decision) for d in stopped.decisions]
+
+
+def test_a_problem_again_while_the_sender_reports_flapping_does_not_reopen_or_recount() -> None:
+    pipeline = opened()
+    pipeline.send(action(EventKind.FLAPPING_START), at(10))
+    pipeline.send(resolved(source=NAGIOS, until=20), at(20))
+    again = pipeline.send(firing(source=NAGIOS, since=30), at(30))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.reopen_count, incident.firing_alerts) == (
+        IncidentStatus.NEW,
+        0,
+        1,
+    )
+    assert again.alert is not None
+    assert again.alert.reason is JoinReason.OPENED

@@ -1,4 +1,4 @@
-"""Scenarios for the incidents stage: open, group, resolve, reopen, operator actions."""
+"""The incident lifecycle: resolve (resolve_on), reopen, and the operator's transitions."""
 
 from __future__ import annotations
 
@@ -6,159 +6,179 @@ from datetime import timedelta
 
 import pytest
 
-from rules.incidents import IncidentAction, Refusal, acknowledge, resolve, route
-from rules.match import parse_matcher
-from rules.model import AlertStatus, IncidentStatus, Severity, TimelineKind
-from rules.ruleset import IncidentRule, RuleSet
-from tests.rules.builders import at, event
-from tests.rules.world import MemoryWorld
+from rules.incidents import Refusal, acknowledge, resolve, unacknowledge
+from rules.model import AlertStatus, IncidentStatus, TimelineKind
+from rules.ruleset import ResolveOn, RuleSet
+from tests.rules.builders import at, correlate, event, firing, labels, resolved
+from tests.rules.world import Pipeline
 
-RESOLVED = AlertStatus.RESOLVED
-
-
-def disk(instance: str, **kwargs: object) -> dict[str, object]:
-    return {
-        "fingerprint": f"fp-{instance}",
-        "labels": {"alertname": "DiskFull", "instance": instance},
-        **kwargs,
-    }
+ACTIVE, RESOLVED = IncidentStatus.NEW, IncidentStatus.RESOLVED
+GONE = AlertStatus.RESOLVED
+DISK = labels("DiskFull", "db-1")
 
 
-def test_first_alert_opens_an_incident_with_a_timeline_entry() -> None:
-    world = MemoryWorld()
-    result = world.send(event(**disk("db-01")), at(0))  # type: ignore[arg-type]
-    decision = result.incident
-    assert decision.action is IncidentAction.OPENED
-    assert decision.incident is not None
-    assert decision.incident.status is IncidentStatus.NEW
-    assert decision.incident.rule == "default-group-key"
-    assert [e.kind for e in decision.timeline] == [TimelineKind.OPENED]
-    assert result.alert is not None
-    assert result.alert.incident_id == decision.incident.id
+def disk(instance: str) -> dict[str, str]:
+    return {"alertname": "DiskFull", "instance": instance}
 
 
-def test_alerts_of_one_alertmanager_group_share_one_incident_and_its_worst_severity() -> None:
-    world = MemoryWorld()
-    world.send(event(**disk("db-01")), at(0))  # type: ignore[arg-type]
-    second = world.send(event(**disk("db-02", severity=Severity.CRITICAL)), at(1))  # type: ignore[arg-type]
-    assert second.incident.action is IncidentAction.ATTACHED
-    incident = second.incident.incident
-    assert incident is not None
-    assert (incident.firing_alerts, incident.alert_count, incident.severity) == (
-        2,
-        2,
-        Severity.CRITICAL,
-    )
-    assert len(world.incidents) == 1
+def test_an_incident_resolves_only_when_its_last_alert_resolves() -> None:
+    pipeline = Pipeline()
+    pipeline.send(event("a", labels=disk("db-01")), at(0))
+    pipeline.send(event("b", labels=disk("db-02")), at(0))
+    first = pipeline.send(event("a", GONE, labels=disk("db-01"), ends_at=at(5)), at(6))
+    assert [(d.stage, d.decision) for d in first.decisions] == [("incidents", "alert_resolved")]
+    assert pipeline.only_incident().status is ACTIVE
+    last = pipeline.send(event("b", GONE, labels=disk("db-02"), ends_at=at(7)), at(8))
+    assert [(d.stage, d.decision) for d in last.decisions] == [("incidents", "resolved")]
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.resolved_at, incident.firing_alerts) == (RESOLVED, at(8), 0)
+    assert [e.kind for e in last.timeline] == [TimelineKind.ALERT_RESOLVED, TimelineKind.RESOLVED]
 
 
-def test_incident_resolves_only_when_its_last_alert_resolves() -> None:
-    world = MemoryWorld()
-    world.send(event(**disk("db-01")), at(0))  # type: ignore[arg-type]
-    world.send(event(**disk("db-02")), at(0))  # type: ignore[arg-type]
-    first = world.send(event(status=RESOLVED, ends_at=at(5), **disk("db-01")), at(6))  # type: ignore[arg-type]
-    assert first.incident.action is IncidentAction.ALERT_RESOLVED
-    last = world.send(event(status=RESOLVED, ends_at=at(7), **disk("db-02")), at(8))  # type: ignore[arg-type]
-    assert last.incident.action is IncidentAction.RESOLVED
-    incident = last.incident.incident
-    assert incident is not None
-    assert (incident.status, incident.resolved_at, incident.firing_alerts) == (
-        IncidentStatus.RESOLVED,
-        at(8),
-        0,
-    )
-    assert [e.kind for e in last.incident.timeline] == [
-        TimelineKind.ALERT_RESOLVED,
-        TimelineKind.RESOLVED,
-    ]
+@pytest.mark.parametrize(
+    ("resolve_on", "after_first", "after_both"),
+    [
+        pytest.param(ResolveOn.ALL, ACTIVE, RESOLVED, id="resolve_on all waits for the last alert"),
+        pytest.param(
+            ResolveOn.ANY, RESOLVED, RESOLVED, id="resolve_on any resolves with the first resolve"
+        ),
+        pytest.param(
+            ResolveOn.NEVER, ACTIVE, ACTIVE, id="resolve_on never leaves resolving to an operator"
+        ),
+    ],
+)
+def test_resolve_on(
+    resolve_on: ResolveOn, after_first: IncidentStatus, after_both: IncidentStatus
+) -> None:
+    pipeline = Pipeline(RuleSet(correlate=(correlate("db", resolve_on=resolve_on),)))
+    pipeline.send(firing("a", DISK), at(0))
+    pipeline.send(firing("b", DISK), at(1))
+    pipeline.send(resolved("a", DISK, until=10), at(10))
+    assert pipeline.only_incident().status is after_first
+    pipeline.send(resolved("b", DISK, since=0, until=20), at(20))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts) == (after_both, 0)
 
 
-def test_refiring_within_the_reopen_window_reopens_the_same_incident() -> None:
-    world = MemoryWorld()
-    opened = world.send(event(**disk("db-01")), at(0))  # type: ignore[arg-type]
-    world.send(event(status=RESOLVED, ends_at=at(5), **disk("db-01")), at(6))  # type: ignore[arg-type]
-    again = world.send(event(starts_at=at(60), **disk("db-01")), at(61))  # type: ignore[arg-type]
-    assert again.incident.action is IncidentAction.REOPENED
-    assert again.incident.incident is not None
-    assert opened.incident.incident is not None
-    assert again.incident.incident.id == opened.incident.incident.id
-    assert again.incident.incident.reopen_count == 1
-    assert again.incident.incident.alert_count == 1  # the same alert came back
+@pytest.mark.parametrize(
+    ("refire_at", "reopens"),
+    [
+        pytest.param(60, True, id="an alert firing again within the reopen window reopens"),
+        pytest.param(
+            6 + 3600, True, id="an alert firing again exactly at the window's end reopens"
+        ),
+        pytest.param(
+            6 + 3601, False, id="an alert firing again after the reopen window opens a new one"
+        ),
+    ],
+)
+def test_reopen_window(refire_at: float, reopens: bool) -> None:
+    pipeline = Pipeline()
+    pipeline.send(event(labels=disk("db-01")), at(0))
+    pipeline.send(event(status=GONE, labels=disk("db-01"), ends_at=at(5)), at(6))
+    again = pipeline.send(event(labels=disk("db-01"), starts_at=at(refire_at)), at(refire_at))
+    incidents = pipeline.incidents()
+    if reopens:
+        [incident] = incidents
+        assert (incident.status, incident.reopen_count, incident.resolved_at) == (ACTIVE, 1, None)
+        assert incident.alert_count == 1  # the same alert came back
+        assert ("default-group-key", "reopened") in [(d.rule, d.decision) for d in again.decisions]
+        assert pipeline.kinds(incident)[-2:] == [TimelineKind.REOPENED, TimelineKind.ALERT_ATTACHED]
+    else:
+        old, new = incidents
+        assert (old.status, new.status, new.seq) == (RESOLVED, ACTIVE, 1)
+        assert pipeline.alert("fp1", "alertmanager").incident_id == new.id
 
 
-def test_refiring_after_the_reopen_window_opens_a_new_incident() -> None:
-    world = MemoryWorld()
-    world.send(event(**disk("db-01")), at(0))  # type: ignore[arg-type]
-    world.send(event(status=RESOLVED, ends_at=at(5), **disk("db-01")), at(6))  # type: ignore[arg-type]
-    later = at(6) + timedelta(hours=1, seconds=1)
-    again = world.send(event(starts_at=later, **disk("db-01")), later)  # type: ignore[arg-type]
-    assert again.incident.action is IncidentAction.OPENED
-    assert len(world.incidents) == 2
-
-
-def test_repeats_and_duplicates_open_nothing() -> None:
-    world = MemoryWorld()
-    world.send(event(**disk("db-01")), at(0))  # type: ignore[arg-type]
-    duplicate = world.send(event(**disk("db-01")), at(10))  # type: ignore[arg-type]
-    repeat = world.send(event(**disk("db-01")), at(120))  # type: ignore[arg-type]
-    assert duplicate.incident.action is IncidentAction.NONE
-    assert repeat.incident.action is IncidentAction.UPDATED
-    assert repeat.incident.timeline == ()
-    assert len(world.incidents) == 1
-
-
-def test_first_matching_rule_wins_and_names_the_key() -> None:
-    host_rule = IncidentRule(
-        name="per-host",
-        matchers=(parse_matcher('alertname="HostDown"'),),
-        group_by=("instance",),
-    )
-    catch_all = IncidentRule(name="by-name", matchers=(), group_by=("alertname",))
-    rules = RuleSet(incident_rules=(host_rule, catch_all))
-    down = event(labels={"alertname": "HostDown", "instance": "web-01"})
-    disk_full = event(labels={"alertname": "DiskFull", "instance": "web-01"})
-    assert route(rules, down).rule is host_rule
-    assert route(rules, down).key == "per-host{instance='web-01'}"
-    assert route(rules, disk_full).rule is catch_all
-
-
-def test_without_rules_items_without_group_key_group_by_alertname_and_instance() -> None:
-    chosen = route(RuleSet(), event(group_key=None, source="prometheus"))
-    assert chosen.rule.name == "default"
-    assert chosen.key == "default{alertname='DiskFull',instance='db-01:9100'}"
+def test_another_alert_of_the_key_reopens_and_counts_as_a_second_member() -> None:
+    pipeline = Pipeline()
+    pipeline.send(event("a", labels=disk("db-01")), at(0))
+    pipeline.send(event("a", GONE, labels=disk("db-01"), ends_at=at(5)), at(6))
+    pipeline.send(event("b", labels=disk("db-02"), starts_at=at(60)), at(60))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.reopen_count) == (ACTIVE, 1)
+    assert (incident.alert_count, incident.firing_alerts) == (2, 1)
 
 
 def test_operator_acknowledge_then_resolve() -> None:
-    world = MemoryWorld()
-    opened = world.send(event(), at(0)).incident.incident
-    assert opened is not None
+    pipeline = Pipeline()
+    pipeline.send(event(), at(0))
+    opened = pipeline.only_incident()
     acked = acknowledge(opened, "alice", "looking", at(10))
     assert not isinstance(acked, Refusal)
     incident, entry = acked
-    assert incident.status is IncidentStatus.ACKNOWLEDGED
+    assert (incident.status, incident.acknowledged_at) == (IncidentStatus.ACKNOWLEDGED, at(10))
     assert entry is not None
-    assert (entry.actor, entry.message) == ("alice", "looking")
+    assert (entry.kind, entry.actor, entry.message) == (
+        TimelineKind.ACKNOWLEDGED,
+        "alice",
+        "looking",
+    )
     assert acknowledge(incident, "alice", "again", at(11)) == (incident, None)
     done = resolve(incident, "bob", "fixed the disk", at(20))
     assert not isinstance(done, Refusal)
-    assert done[0].status is IncidentStatus.RESOLVED
+    assert (done[0].status, done[0].resolved_at) == (RESOLVED, at(20))
+    assert resolve(done[0], "bob", "again", at(21)) == (done[0], None)
     assert acknowledge(done[0], "carol", "", at(30)) is Refusal.ALREADY_RESOLVED
+    assert unacknowledge(done[0], "carol", "", at(30)) is Refusal.ALREADY_RESOLVED
 
 
-@pytest.mark.parametrize("then_alert_resolves", [True, False])
-def test_operator_resolve_with_firing_alerts_is_not_undone_by_repeats(
-    then_alert_resolves: bool,
-) -> None:
-    world = MemoryWorld()
-    opened = world.send(event(), at(0)).incident.incident
-    assert opened is not None
-    resolved = resolve(opened, "bob", "known noise", at(5))
-    assert not isinstance(resolved, Refusal)
-    world.incidents[opened.id] = resolved[0]
+def test_unacknowledge_returns_an_acknowledged_incident_to_new() -> None:
+    pipeline = Pipeline()
+    pipeline.send(event(), at(0))
+    opened = pipeline.only_incident()
+    assert unacknowledge(opened, "bob", "", at(5)) == (opened, None)
+    acked = acknowledge(opened, "alice", "", at(10))
+    assert not isinstance(acked, Refusal)
+    back = unacknowledge(acked[0], "bob", "not mine", at(20))
+    assert not isinstance(back, Refusal)
+    assert (back[0].status, back[0].acknowledged_at) == (IncidentStatus.NEW, None)
+
+
+@pytest.mark.parametrize(
+    "then_alert_resolves",
+    [
+        pytest.param(True, id="the alert resolving later does not touch the resolved incident"),
+        pytest.param(False, id="a repeat of the still firing alert does not reopen it"),
+    ],
+)
+def test_operator_resolve_with_firing_alerts_is_not_undone(then_alert_resolves: bool) -> None:
+    pipeline = Pipeline()
+    pipeline.send(event(), at(0))
+    opened = pipeline.only_incident()
+    done = resolve(opened, "bob", "known noise", at(5))
+    assert not isinstance(done, Refusal)
+    pipeline.world.put_incident(done[0])
     if then_alert_resolves:
-        after = world.send(event(status=RESOLVED, ends_at=at(100)), at(100))
-        assert after.incident.action is IncidentAction.ALERT_RESOLVED
+        after = pipeline.send(event(status=GONE, ends_at=at(100)), at(100))
     else:
-        after = world.send(event(), at(100))
-        assert after.incident.action is IncidentAction.UPDATED
-    assert world.incidents[opened.id].status is IncidentStatus.RESOLVED
+        after = pipeline.send(event(), at(100))
+    assert after.timeline == ()
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.resolved_at) == (RESOLVED, at(5))
+
+
+def test_a_refire_after_the_rules_window_opens_the_next_generation_not_a_reopen() -> None:
+    rules = RuleSet(correlate=(correlate("db", window=timedelta(minutes=10)),))
+    pipeline = Pipeline(rules)
+    pipeline.send(firing("a", DISK), at(0))
+    pipeline.send(resolved("a", DISK, until=60), at(60))
+    # Within the reopen window but after the rule's window: the key's next generation opens.
+    pipeline.send(firing("a", DISK, since=900), at(900))
+    old, new = pipeline.incidents()
+    assert (old.status, old.reopen_count) == (RESOLVED, 0)
+    assert (new.status, new.seq) == (ACTIVE, 1)
+
+
+def test_an_incident_reopened_after_an_operator_resolve_resolves_again_with_its_alert() -> None:
+    pipeline = Pipeline()
+    pipeline.send(firing("a", DISK), at(0))
+    done = resolve(pipeline.only_incident(), "bob", "rebooted", at(5))
+    assert not isinstance(done, Refusal)
+    pipeline.world.put_incident(done[0])
+    pipeline.send(resolved("a", DISK, until=10), at(10))
+    pipeline.send(firing("a", DISK, since=60), at(60))
+    assert (pipeline.only_incident().status, pipeline.only_incident().firing_alerts) == (ACTIVE, 1)
+    pipeline.send(resolved("a", DISK, since=60, until=120), at(120))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts) == (RESOLVED, 0)

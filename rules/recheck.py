@@ -1,0 +1,80 @@
+"""Stage `recheck`: look again at alerts whose situation changes with time, not with events.
+
+Input: a stored alert that is held (maintenance, inhibited, pending) or flapping, the world and
+the context. Output: an `Evaluation` (dedup outcome `recheck`) when something changed, else
+None: a held alert whose window ended or whose inhibitor resolved joins its incident then
+(`JoinReason.released`); a pending alert whose group reached `min_alerts` (after a reload)
+opens it; a flapping alert whose state has not changed for the `flapping.settle` time stops
+flapping, and if it is resolved, its incident counts it resolved now.
+
+The daemon runs it from a scheduled job over the alerts the store reports as held or flapping;
+the offline tools run it at every step of a test timeline.
+"""
+
+from __future__ import annotations
+
+from rules import incidents
+from rules.correlate import place
+from rules.dedup import DedupDecision, DedupOutcome
+from rules.effects import Context, Effects, Evaluation
+from rules.flapping import FlapChange, settle
+from rules.model import AlertState, AlertStatus, Event, Hold, TimelineKind
+from rules.world import World
+
+_HELD = (Hold.MAINTENANCE, Hold.INHIBITED, Hold.PENDING)
+
+
+def needs_recheck(alert: AlertState) -> bool:
+    return alert.flapping or (alert.status is AlertStatus.FIRING and alert.hold in _HELD)
+
+
+def recheck(ctx: Context, world: World, alert: AlertState) -> Evaluation | None:
+    fx = Effects(ctx, world, as_event(alert), DedupDecision(DedupOutcome.RECHECK, alert))
+    current = alert
+    settled = settle(ctx.rules.flapping, current, ctx.now)
+    if settled is not None and not alert.maintenance:
+        fx.decide("flapping", "flapping", FlapChange.STOPPED.value)
+        _note_settled(fx, settled)
+        incidents.leave(fx, current, settled)
+        current = settled
+    if current.status is AlertStatus.FIRING and current.hold in _HELD:
+        current = place(fx, current, _labels(current))
+    if current == alert:
+        return None
+    fx.put_alert(current)
+    return fx.freeze()
+
+
+def _note_settled(fx: Effects, alert: AlertState) -> None:
+    for incident_id in alert.incident_ids:
+        incident = fx.incident(incident_id)
+        if incident is not None and incident.status.is_active:
+            message = (
+                f"{incidents.describe(alert)} stopped flapping (stable since {alert.changed_at})"
+            )
+            fx.timeline.append(
+                incidents.entry(incident, fx.now, TimelineKind.FLAPPING_STOPPED, message, alert)
+            )
+
+
+def _labels(alert: AlertState) -> dict[str, str]:
+    return as_event(alert).match_labels()
+
+
+def as_event(alert: AlertState) -> Event:
+    """The stored alert as an event of its current state (for lookups and matching)."""
+    return Event(
+        source=alert.source,
+        fingerprint=alert.fingerprint,
+        status=alert.status,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        severity=alert.severity,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        expires_at=alert.expires_at,
+        generator_url=alert.generator_url,
+        group_key=alert.group_key,
+        receiver=None,
+        digest=alert.digest,
+    )
