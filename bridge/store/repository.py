@@ -1,65 +1,190 @@
-"""Loads the state a batch needs and persists what the stages changed, on one connection.
+"""Loads the `World` a batch needs and persists what the stages changed, on one connection.
 
 Rows <-> domain values are converted here and nowhere else. All statements are Core and
 batched (`executemany`), so one group commit costs a handful of round trips whatever its size.
+Also the small writes outside the pipeline: maintenance windows and problem edits (API).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Update, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Row, Update, bindparam, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge.store.tables import alerts, events, incidents, timeline
-from bridge.store.workset import AlertKey, WorkSet
+from bridge.store import reads
+from bridge.store.tables import (
+    Timestamp,
+    alerts,
+    events,
+    heartbeats,
+    incident_links,
+    incidents,
+    inhibitors,
+    maintenance_windows,
+    problems,
+    timeline,
+)
 from rules.dedup import DedupOutcome
-from rules.evaluate import Evaluation
 from rules.model import (
     AlertState,
     AlertStatus,
+    Hold,
     IncidentState,
     IncidentStatus,
+    JoinReason,
+    ProblemState,
+    ProblemStatus,
     Severity,
     TimelineEntry,
 )
+from rules.world import AlertKey, InhibitKey, InhibitorChange, Link, World
+
+if TYPE_CHECKING:
+    from rules.effects import Evaluation
+    from rules.evaluate import Lookups
 
 _CHUNK = 400
+# Alerts the recheck job looks at again: held by something that may end, or flapping.
+_RECHECKED = (Hold.PENDING, Hold.INHIBITED, Hold.MAINTENANCE)
+# Evaluations that changed nothing worth a row in the event log (counted in the metrics).
+_UNLOGGED = (DedupOutcome.DUPLICATE, DedupOutcome.RECHECK)
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+def _chunks(items: Collection[Any]) -> Iterable[Sequence[Any]]:
+    ordered = sorted(items)
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start : start + _CHUNK]
 
 
-async def load_alerts(conn: AsyncConnection, keys: Iterable[AlertKey]) -> list[AlertState]:
-    wanted = sorted(set(keys))
-    found: list[AlertState] = []
-    for chunk in _chunks(wanted):
+# Loading
+
+
+async def load_world(
+    conn: AsyncConnection, lookups: Lookups, incident_ids: Iterable[int], recent_since: datetime
+) -> World:
+    """The rows the stages may read for a batch (see `rules.evaluate.lookups`): its alerts and
+    the pending alerts of its incident keys, the incidents those alerts joined, the latest and
+    recent incidents of its keys, the active or recent incidents of its CIs, its problems and
+    inhibitors, and every heartbeat."""
+    found = await _alerts_by_key(conn, lookups.alerts)
+    for key, alert in (await _pending_alerts(conn, lookups.incident_keys)).items():
+        found.setdefault(key, alert)
+    wanted = set(incident_ids)
+    for alert in found.values():
+        wanted.update(alert.incident_ids)
+    loaded = await _incidents_by_id(conn, wanted)
+    loaded.update(await _incidents_by_key(conn, lookups.incident_keys, recent_since))
+    loaded.update(await _incidents_by_ci(conn, lookups.cis, recent_since))
+    problem_ids = {i.problem_id for i in loaded.values() if i.problem_id is not None}
+    world = World()
+    world.load_alerts(found.values())
+    world.load_incidents(loaded.values())
+    world.load_problems(await _problems(conn, lookups.problem_keys, problem_ids))
+    for inhibit_key, alert_key in await _inhibitors(conn, lookups.inhibit_keys):
+        world.load_inhibitor(inhibit_key, alert_key)
+    world.heartbeats = await heartbeat_times(conn)
+    return world
+
+
+async def load_alerts(conn: AsyncConnection, keys: Collection[AlertKey]) -> list[AlertState]:
+    return list((await _alerts_by_key(conn, keys)).values())
+
+
+async def _alerts_by_key(
+    conn: AsyncConnection, keys: Collection[AlertKey]
+) -> dict[AlertKey, AlertState]:
+    found: dict[AlertKey, AlertState] = {}
+    for chunk in _chunks(keys):
         pair = tuple_(alerts.c.source, alerts.c.fingerprint)
-        result = await conn.execute(select(alerts).where(pair.in_(chunk)))
-        found.extend(alert_from_row(row) for row in result)
+        for row in await conn.execute(select(alerts).where(pair.in_(chunk))):
+            found[(row.source, row.fingerprint)] = alert_from_row(row)
     return found
 
 
-async def load_incidents(
-    conn: AsyncConnection, ids: Iterable[int], keys: Iterable[str], recent_since: datetime
-) -> list[IncidentState]:
-    """Incidents by id, plus the active or recently resolved ones of the given keys."""
+async def _pending_alerts(
+    conn: AsyncConnection, keys: Collection[str]
+) -> dict[AlertKey, AlertState]:
+    found: dict[AlertKey, AlertState] = {}
+    for chunk in _chunks(keys):
+        query = select(alerts).where(
+            alerts.c.incident_key.in_(chunk),
+            alerts.c.hold == Hold.PENDING,
+            alerts.c.status == AlertStatus.FIRING,
+        )
+        for row in await conn.execute(query):
+            found[(row.source, row.fingerprint)] = alert_from_row(row)
+    return found
+
+
+async def _incidents_by_id(conn: AsyncConnection, ids: Collection[int]) -> dict[int, IncidentState]:
     found: dict[int, IncidentState] = {}
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in _chunks(ids):
         result = await conn.execute(select(incidents).where(incidents.c.id.in_(chunk)))
         found.update((row.id, incident_from_row(row)) for row in result)
-    live = or_(
-        incidents.c.status != IncidentStatus.RESOLVED, incidents.c.resolved_at >= recent_since
-    )
-    for chunk in _chunks(sorted(set(keys))):
-        result = await conn.execute(select(incidents).where(incidents.c.key.in_(chunk), live))
-        found.update((row.id, incident_from_row(row)) for row in result)
+    return found
+
+
+async def _incidents_by_key(
+    conn: AsyncConnection, keys: Collection[str], since: datetime
+) -> dict[int, IncidentState]:
+    """The latest incident of each key (any status, any age) and those opened since `since`."""
+    found: dict[int, IncidentState] = {}
+    for chunk in _chunks(keys):
+        latest = (
+            select(func.max(incidents.c.id))
+            .where(incidents.c.key.in_(chunk))
+            .group_by(incidents.c.key)
+        )
+        query = select(incidents).where(
+            incidents.c.key.in_(chunk),
+            or_(incidents.c.opened_at >= since, incidents.c.id.in_(latest)),
+        )
+        found.update((row.id, incident_from_row(row)) for row in await conn.execute(query))
+    return found
+
+
+async def _incidents_by_ci(
+    conn: AsyncConnection, cis: Collection[str], since: datetime
+) -> dict[int, IncidentState]:
+    found: dict[int, IncidentState] = {}
+    live = or_(incidents.c.status != IncidentStatus.RESOLVED, incidents.c.opened_at >= since)
+    for chunk in _chunks(cis):
+        query = select(incidents).where(incidents.c.ci.in_(chunk), live)
+        found.update((row.id, incident_from_row(row)) for row in await conn.execute(query))
+    return found
+
+
+async def _problems(
+    conn: AsyncConnection, keys: Collection[str], ids: Collection[int]
+) -> list[ProblemState]:
+    """The active problems of `keys`, and the problems `ids` whatever their status."""
+    found: dict[int, ProblemState] = {}
+    active = problems.c.status != ProblemStatus.RESOLVED
+    for chunk in _chunks(keys):
+        query = select(problems).where(problems.c.key.in_(chunk), active)
+        found.update((row.id, problem_from_row(row)) for row in await conn.execute(query))
+    for chunk in _chunks(ids):
+        query = select(problems).where(problems.c.id.in_(chunk))
+        found.update((row.id, problem_from_row(row)) for row in await conn.execute(query))
     return list(found.values())
+
+
+async def _inhibitors(
+    conn: AsyncConnection, keys: Collection[InhibitKey]
+) -> list[tuple[InhibitKey, AlertKey]]:
+    found: list[tuple[InhibitKey, AlertKey]] = []
+    for chunk in _chunks(keys):
+        pair = tuple_(inhibitors.c.rule, inhibitors.c.key)
+        for row in await conn.execute(select(inhibitors).where(pair.in_(chunk))):
+            found.append(((row.rule, row.key), (row.source, row.fingerprint)))
+    return found
+
+
+# Queries for the scheduled jobs and the composition root
 
 
 async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> list[AlertKey]:
@@ -67,6 +192,19 @@ async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> li
         select(alerts.c.source, alerts.c.fingerprint)
         .where(alerts.c.status == AlertStatus.FIRING, alerts.c.expires_at <= now)
         .order_by(alerts.c.expires_at)
+        .limit(limit)
+    )
+    return [(row.source, row.fingerprint) for row in await conn.execute(query)]
+
+
+async def held_alerts(conn: AsyncConnection, limit: int) -> list[AlertKey]:
+    """Firing alerts held by something that may end (pending, inhibited, maintenance), and
+    flapping alerts: what the recheck job evaluates again, least recently seen first."""
+    held = (alerts.c.status == AlertStatus.FIRING) & alerts.c.hold.in_(_RECHECKED)
+    query = (
+        select(alerts.c.source, alerts.c.fingerprint)
+        .where(or_(held, alerts.c.flapping.is_(True)))
+        .order_by(alerts.c.last_seen, alerts.c.id)
         .limit(limit)
     )
     return [(row.source, row.fingerprint) for row in await conn.execute(query)]
@@ -82,34 +220,56 @@ async def count_incidents_by_status(conn: AsyncConnection) -> dict[str, int]:
     return {status: count for status, count in (await conn.execute(query)).all()}
 
 
-async def persist(
-    conn: AsyncConnection, work: WorkSet, evaluations: Sequence[Evaluation], now: datetime
+async def heartbeat_times(conn: AsyncConnection) -> dict[str, datetime]:
+    query = select(heartbeats.c.name, heartbeats.c.last_beat_at)
+    return {row.name: row.last_beat_at for row in await conn.execute(query)}
+
+
+# Persisting
+
+
+async def persist_world(
+    conn: AsyncConnection, world: World, evaluations: Sequence[Evaluation], now: datetime
 ) -> dict[int, int]:
-    """Write everything dirty in `work`; returns the placeholder -> database id mapping."""
-    ids = await _insert_new_incidents(conn, work, now)
-    await _update_incidents(conn, work, now)
-    await _upsert_alerts(conn, work, ids)
-    await _insert_timeline(conn, work.timeline, ids)
+    """Write everything dirty in `world`; returns the placeholder -> database id mapping
+    (incidents and problems share the placeholder space)."""
+    ids = await _insert_new(conn, world, now)
+    await _update_incidents(conn, world, ids, now)
+    await _update_problems(conn, world)
+    await _upsert_alerts(conn, world, ids)
+    await _insert_links(conn, world.links, ids)
+    await _insert_timeline(conn, world.timeline, ids)
+    await _apply_inhibitor_changes(conn, world.inhibitor_changes)
+    await _upsert_heartbeats(conn, {n: world.heartbeats[n] for n in world.dirty_heartbeats})
     await _insert_events(conn, evaluations, ids, now)
     return ids
 
 
-async def _insert_new_incidents(
-    conn: AsyncConnection, work: WorkSet, now: datetime
-) -> dict[int, int]:
-    new = sorted((i for i in work.dirty_incidents if i < 0), reverse=True)
-    if not new:
-        return {}
-    rows = [_incident_row(work.incidents[i], now) for i in new]
-    statement = incidents.insert().returning(incidents.c.id, sort_by_parameter_order=True)
-    result = await conn.execute(statement, rows)
-    return dict(zip(new, result.scalars().all(), strict=True))
+async def _insert_new(conn: AsyncConnection, world: World, now: datetime) -> dict[int, int]:
+    """Problems first (new incidents may link to them), each in the order its placeholders
+    were handed out, so that ids keep the engine's order."""
+    ids: dict[int, int] = {}
+    new_problems = sorted((i for i in world.dirty_problems if i < 0), reverse=True)
+    if new_problems:
+        rows = [_problem_row(world.problems[i], now) for i in new_problems]
+        statement = problems.insert().returning(problems.c.id, sort_by_parameter_order=True)
+        result = await conn.execute(statement, rows)
+        ids.update(zip(new_problems, result.scalars().all(), strict=True))
+    new_incidents = sorted((i for i in world.dirty_incidents if i < 0), reverse=True)
+    if new_incidents:
+        rows = [_incident_row(world.incidents[i], ids, now) for i in new_incidents]
+        statement = incidents.insert().returning(incidents.c.id, sort_by_parameter_order=True)
+        result = await conn.execute(statement, rows)
+        ids.update(zip(new_incidents, result.scalars().all(), strict=True))
+    return ids
 
 
-async def _update_incidents(conn: AsyncConnection, work: WorkSet, now: datetime) -> None:
+async def _update_incidents(
+    conn: AsyncConnection, world: World, ids: dict[int, int], now: datetime
+) -> None:
     rows = []
-    for incident_id in sorted(i for i in work.dirty_incidents if i > 0):
-        row = _incident_row(work.incidents[incident_id], now)
+    for incident_id in sorted(i for i in world.dirty_incidents if i > 0):
+        row = _incident_row(world.incidents[incident_id], ids, now)
         row["b_id"] = incident_id
         rows.append(row)
     if rows:
@@ -118,21 +278,33 @@ async def _update_incidents(conn: AsyncConnection, work: WorkSet, now: datetime)
         await conn.execute(statement, rows)
 
 
-async def _upsert_alerts(conn: AsyncConnection, work: WorkSet, ids: dict[int, int]) -> None:
+async def _update_problems(conn: AsyncConnection, world: World) -> None:
+    """The engine only links incidents to a stored problem: it writes the count and time, and
+    never the status, root cause or workaround that the API may be editing meanwhile."""
+    rows = [
+        {"b_id": p.id, "incident_count": p.incident_count, "updated_at": p.updated_at}
+        for p in (world.problems[i] for i in sorted(world.dirty_problems) if i > 0)
+    ]
+    if rows:
+        columns: dict[str, Any] = {n: bindparam(n) for n in ("incident_count", "updated_at")}
+        statement = update(problems).where(problems.c.id == bindparam("b_id")).values(columns)
+        await conn.execute(statement, rows)
+
+
+async def _upsert_alerts(conn: AsyncConnection, world: World, ids: dict[int, int]) -> None:
     inserts: list[dict[str, Any]] = []
     full: list[dict[str, Any]] = []
     light: list[dict[str, Any]] = []
-    for key in sorted(work.dirty_alerts):
-        alert, before = work.alerts[key], work.loaded_alerts.get(key)
+    for key in sorted(world.dirty_alerts):
+        alert, before = world.alerts[key], world.loaded_alerts.get(key)
         if before is None:
             inserts.append(_alert_row(alert, ids))
-        elif _only_volatile_changed(before, alert):
+        elif _stable(before) == _stable(alert):
             light.append(_volatile_row(alert))
         else:
             full.append(_alert_row(alert, ids))
     if inserts:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(alerts)
+        statement = _insert(conn, alerts)
         changing = {n: statement.excluded[n] for n in inserts[0] if n not in _ALERT_KEY}
         upsert = statement.on_conflict_do_update(index_elements=list(_ALERT_KEY), set_=changing)
         await conn.execute(upsert, inserts)
@@ -144,19 +316,15 @@ async def _upsert_alerts(conn: AsyncConnection, work: WorkSet, ids: dict[int, in
             await conn.execute(_update_alert(tuple(rows[0])), rows)
 
 
-def _only_volatile_changed(before: AlertState, after: AlertState) -> bool:
-    """A repeat: only counters and times moved, so the row update can skip labels and JSON."""
+def _stable(alert: AlertState) -> tuple[Any, ...]:
+    """What a repeat leaves alone: when only the rest moved (counters, times, status), the row
+    update skips labels and JSON."""
     return (
-        before.annotations == after.annotations
-        and before.severity is after.severity
-        and before.incident_id == after.incident_id
-        and before.rule == after.rule
-        and before.starts_at == after.starts_at
-        and before.generator_url == after.generator_url
-        and before.group_key == after.group_key
-        and before.flapping is after.flapping
-        and before.maintenance is after.maintenance
-    )
+        alert.annotations, alert.severity, alert.incident_id, alert.rule, alert.starts_at,
+        alert.generator_url, alert.group_key, alert.flapping, alert.maintenance, alert.hold,
+        alert.held_by, alert.incident_key, alert.reason, alert.also, alert.history,
+        alert.changed_at,
+    )  # fmt: skip
 
 
 def _volatile_row(alert: AlertState) -> dict[str, Any]:
@@ -186,6 +354,27 @@ def _update_alert(columns: tuple[str, ...]) -> Update:
 _ALERT_KEY = ("source", "fingerprint")
 
 
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def _insert_links(conn: AsyncConnection, links: Sequence[Link], ids: dict[int, int]) -> None:
+    if links:
+        rows = [
+            {
+                "incident_id": ids.get(link.incident_id, link.incident_id),
+                "source": link.source,
+                "fingerprint": link.fingerprint,
+                "rule": link.rule,
+                "reason": link.reason,
+                "at": link.at,
+            }
+            for link in links
+        ]
+        await conn.execute(incident_links.insert(), rows)
+
+
 async def _insert_timeline(
     conn: AsyncConnection, entries: Sequence[TimelineEntry], ids: dict[int, int]
 ) -> None:
@@ -204,13 +393,49 @@ async def _insert_timeline(
         await conn.execute(timeline.insert(), rows)
 
 
+async def _apply_inhibitor_changes(
+    conn: AsyncConnection, changes: Sequence[InhibitorChange]
+) -> None:
+    # Each change sets or clears one row, so the last change of a row decides its state.
+    final: dict[tuple[str, str, str, str], bool] = {}
+    for change in changes:
+        final[(*change.key, *change.alert)] = change.active
+    added: list[dict[str, str]] = []
+    removed: list[dict[str, str]] = []
+    for values, active in sorted(final.items()):
+        if active:
+            added.append(dict(zip(_INHIBITOR_KEY, values, strict=True)))
+        else:
+            removed.append({f"b_{n}": v for n, v in zip(_INHIBITOR_KEY, values, strict=True)})
+    if added:
+        await conn.execute(_insert(conn, inhibitors).on_conflict_do_nothing(), added)
+    if removed:
+        statement = inhibitors.delete().where(
+            *(inhibitors.c[name] == bindparam(f"b_{name}") for name in _INHIBITOR_KEY)
+        )
+        await conn.execute(statement, removed)
+
+
+_INHIBITOR_KEY = ("rule", "key", "source", "fingerprint")
+
+
+async def _upsert_heartbeats(conn: AsyncConnection, beats: dict[str, datetime]) -> None:
+    if beats:
+        rows = [{"name": name, "last_beat_at": at} for name, at in sorted(beats.items())]
+        statement = _insert(conn, heartbeats)
+        upsert = statement.on_conflict_do_update(
+            index_elements=["name"], set_={"last_beat_at": statement.excluded.last_beat_at}
+        )
+        await conn.execute(upsert, rows)
+
+
 async def _insert_events(
     conn: AsyncConnection, evaluations: Sequence[Evaluation], ids: dict[int, int], now: datetime
 ) -> None:
     rows = []
     for evaluation in evaluations:
-        # A duplicate delivery changed nothing; it is counted in the metrics, not logged.
-        if evaluation.dedup.outcome is DedupOutcome.DUPLICATE:
+        # A duplicate delivery or a recheck changed no state worth logging; both are counted.
+        if evaluation.dedup.outcome in _UNLOGGED:
             continue
         event, alert = evaluation.event, evaluation.alert
         incident_id = alert.incident_id if alert is not None else None
@@ -229,7 +454,83 @@ async def _insert_events(
         await conn.execute(events.insert(), rows)
 
 
-def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
+# Writes from the API
+
+
+async def update_problem(
+    conn: AsyncConnection,
+    problem_id: int,
+    status: str | None,
+    root_cause: str | None,
+    workaround: str | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Edit a problem (fields given as None stay; `status` is a `ProblemStatus` value); returns
+    it as `reads.get_problem` does, or None if there is no such problem. Resolving keeps the
+    first `resolved_at`; any other status clears it. Reopening while another problem of the key
+    is active raises `IntegrityError`."""
+    values: dict[str, Any] = {"updated_at": now}
+    if status is not None:
+        values["status"] = ProblemStatus(status)
+        values["resolved_at"] = (
+            func.coalesce(problems.c.resolved_at, literal(now, Timestamp))
+            if values["status"] is ProblemStatus.RESOLVED
+            else None
+        )
+    if root_cause is not None:
+        values["root_cause"] = root_cause
+    if workaround is not None:
+        values["workaround"] = workaround
+    result = await conn.execute(update(problems).where(problems.c.id == problem_id).values(values))
+    if result.rowcount == 0:
+        return None
+    return await reads.get_problem(conn, problem_id)
+
+
+async def insert_window(
+    conn: AsyncConnection,
+    name: str,
+    spec: dict[str, Any],
+    created_by: str,
+    reason: str,
+    change_ref: str,
+    now: datetime,
+) -> int:
+    row = {
+        "name": name,
+        "spec": spec,
+        "created_by": created_by,
+        "reason": reason,
+        "change_ref": change_ref,
+        "created_at": now,
+    }
+    statement = maintenance_windows.insert().returning(maintenance_windows.c.id)
+    result = await conn.execute(statement, row)
+    return int(result.scalar_one())
+
+
+async def delete_window(conn: AsyncConnection, window_id: int, by: str, now: datetime) -> bool:
+    """Soft delete (kept for the audit trail); False if there is no such live window."""
+    statement = (
+        update(maintenance_windows)
+        .where(maintenance_windows.c.id == window_id, maintenance_windows.c.deleted_at.is_(None))
+        .values(deleted_at=now, deleted_by=by)
+    )
+    return (await conn.execute(statement)).rowcount > 0
+
+
+async def list_windows(conn: AsyncConnection, include_deleted: bool) -> list[dict[str, Any]]:
+    query = select(maintenance_windows).order_by(maintenance_windows.c.id)
+    if not include_deleted:
+        query = query.where(maintenance_windows.c.deleted_at.is_(None))
+    return [{str(k): v for k, v in row._mapping.items()} for row in await conn.execute(query)]
+
+
+# Rows <-> domain values
+
+
+def _incident_row(incident: IncidentState, ids: dict[int, int], now: datetime) -> dict[str, Any]:
+    problem_id = incident.problem_id
     return {
         "key": incident.key,
         "rule": incident.rule,
@@ -245,6 +546,27 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
         "alert_count": incident.alert_count,
         "reopen_count": incident.reopen_count,
         "updated_at": now,
+        "priority": incident.priority,
+        "ci": incident.ci,
+        "service": incident.service,
+        "problem_id": ids.get(problem_id, problem_id) if problem_id is not None else None,
+        "seq": incident.seq,
+    }
+
+
+def _problem_row(problem: ProblemState, now: datetime) -> dict[str, Any]:
+    return {
+        "key": problem.key,
+        "rule": problem.rule,
+        "title": problem.title,
+        "status": problem.status,
+        "opened_at": problem.opened_at,
+        "updated_at": problem.updated_at,
+        "incident_count": problem.incident_count,
+        "ci": problem.ci,
+        "root_cause": problem.root_cause,
+        "workaround": problem.workaround,
+        "resolved_at": None if problem.status.is_active else now,
     }
 
 
@@ -269,7 +591,15 @@ def _alert_row(alert: AlertState, ids: dict[int, int]) -> dict[str, Any]:
         "incident_id": ids.get(incident_id, incident_id) if incident_id is not None else None,
         "rule": alert.rule,
         "flapping": alert.flapping,
+        "flap_reported": alert.flap_reported,
         "maintenance": alert.maintenance,
+        "hold": alert.hold,
+        "held_by": alert.held_by,
+        "incident_key": alert.incident_key,
+        "reason": alert.reason,
+        "also": [ids.get(i, i) for i in alert.also],
+        "history": alert.history,
+        "changed_at": alert.changed_at,
     }
 
 
@@ -293,7 +623,15 @@ def alert_from_row(row: Row[Any]) -> AlertState:
         incident_id=row.incident_id,
         rule=row.rule,
         flapping=row.flapping,
+        flap_reported=row.flap_reported,
         maintenance=row.maintenance,
+        hold=Hold(row.hold),
+        held_by=row.held_by,
+        incident_key=row.incident_key,
+        reason=JoinReason(row.reason) if row.reason is not None else None,
+        also=tuple(row.also),
+        history=row.history,
+        changed_at=row.changed_at,
     )
 
 
@@ -313,4 +651,25 @@ def incident_from_row(row: Row[Any]) -> IncidentState:
         firing_alerts=row.firing_alerts,
         alert_count=row.alert_count,
         reopen_count=row.reopen_count,
+        priority=row.priority,
+        ci=row.ci,
+        service=row.service,
+        problem_id=row.problem_id,
+        seq=row.seq,
+    )
+
+
+def problem_from_row(row: Row[Any]) -> ProblemState:
+    return ProblemState(
+        id=row.id,
+        key=row.key,
+        rule=row.rule,
+        title=row.title,
+        status=ProblemStatus(row.status),
+        opened_at=row.opened_at,
+        updated_at=row.updated_at,
+        incident_count=row.incident_count,
+        ci=row.ci,
+        root_cause=row.root_cause,
+        workaround=row.workaround,
     )

@@ -26,6 +26,34 @@ metadata = MetaData()
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = UtcDateTime()
 
+# An ITIL problem: the cause behind recurring incidents (`rules.problems`). The engine owns
+# `incident_count` and `updated_at`; status, root cause and workaround are edited through the API.
+problems = Table(
+    "problems",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("opened_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("incident_count", Integer, nullable=False),
+    Column("ci", Text),
+    Column("root_cause", Text, nullable=False, server_default=""),
+    Column("workaround", Text, nullable=False, server_default=""),
+    Column("resolved_at", Timestamp),
+    Index("ix_problems_status", "status"),
+    # At most one active problem per key: incidents of the key link to it while it lasts.
+    Index(
+        "uq_problems_active_key",
+        "key",
+        unique=True,
+        sqlite_where=text("status != 'resolved'"),
+        postgresql_where=text("status != 'resolved'"),
+    ),
+)
+
 incidents = Table(
     "incidents",
     metadata,
@@ -44,16 +72,18 @@ incidents = Table(
     Column("alert_count", Integer, nullable=False),
     Column("reopen_count", Integer, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    Column("priority", Integer, nullable=False, server_default="3"),
+    Column("ci", Text),
+    Column("service", Text),
+    Column("problem_id", Id, ForeignKey("problems.id")),
+    Column("seq", Integer, nullable=False, server_default="0"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_status", "status"),
-    # At most one active incident per key: the database enforces what the engine decides.
-    Index(
-        "uq_incidents_active_key",
-        "key",
-        unique=True,
-        sqlite_where=text("status != 'resolved'"),
-        postgresql_where=text("status != 'resolved'"),
-    ),
+    Index("ix_incidents_ci_status", "ci", "status"),
+    # One incident per key and generation: a correlate rule's `window` may leave an older
+    # incident of the key active while the next generation opens, and two writers that decide
+    # to open the same generation cannot both succeed.
+    Index("uq_incidents_key_seq", "key", "seq", unique=True),
 )
 
 alerts = Table(
@@ -78,10 +108,71 @@ alerts = Table(
     Column("incident_id", Id, ForeignKey("incidents.id")),
     Column("rule", String(200)),
     Column("flapping", Boolean, nullable=False, server_default=false()),
+    Column("flap_reported", Boolean, nullable=False, server_default=false()),
     Column("maintenance", Boolean, nullable=False, server_default=false()),
+    # Why a firing alert is not in an incident (`rules.model.Hold`) and which rule or window.
+    Column("hold", String(16), nullable=False, server_default="none"),
+    Column("held_by", Text, nullable=False, server_default=""),
+    Column("incident_key", Text),
+    Column("reason", String(16)),
+    # Incidents joined besides `incident_id` (rules after one with `continue: true`).
+    Column("also", JSON, nullable=False, server_default="[]"),
+    Column("history", String(128), nullable=False, server_default=""),
+    Column("changed_at", Timestamp),
     Index("uq_alerts_source_fingerprint", "source", "fingerprint", unique=True),
     Index("ix_alerts_incident", "incident_id"),
     Index("ix_alerts_status_expires", "status", "expires_at"),
+    # The pending alerts of an incident key, when its group reaches `min_alerts`.
+    Index("ix_alerts_incident_key_hold", "incident_key", "hold"),
+    # The recheck job's held alerts.
+    Index("ix_alerts_hold", "hold"),
+)
+
+# An incident's member list, append-only: which alert joined, by which rule, why and when.
+incident_links = Table(
+    "incident_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Index("ix_incident_links_incident", "incident_id", "id"),
+)
+
+# The firing source alerts of each inhibit rule, by the values of its `equal` labels.
+inhibitors = Table(
+    "inhibitors",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("fingerprint", Text, primary_key=True),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("last_beat_at", Timestamp, nullable=False),
+)
+
+# Maintenance windows created through the API (rule-file windows live in the rule set). `spec`
+# is the window as a rule file would write it: matchers, start/end or weekly or cron, timezone.
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("change_ref", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp),
+    Column("deleted_by", Text),
 )
 
 timeline = Table(
