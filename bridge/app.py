@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
@@ -11,7 +13,7 @@ import prometheus_client
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bridge import jobs
-from bridge.api import incidents, middleware, status, webhooks
+from bridge.api import incidents, maintenance, middleware, problems, status, webhooks
 from bridge.clock import Clock, SystemClock
 from bridge.errors import ConfigError
 from bridge.ingest import Pipeline
@@ -95,6 +97,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
             EngineSettings(settings.duplicate_window, settings.reopen_window),
             metrics,
             settings.commit_max_events,
+            lambda: runtime.api_windows,
         ),
         rules=rules,
         started_at=clock.now(),
@@ -102,18 +105,55 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
         http=ClientSession(timeout=ClientTimeout(total=30)),
         generic_mappings=mappings,
     )
-    metrics.rules_loaded.labels("incidents").set(len(rules.incident_rules))
+    runtime.reload = lambda: reload_rules(runtime)
+    _rules_loaded(runtime)
     async with engine.connect() as conn:
         for state, count in (await repository.count_incidents_by_status(conn)).items():
             metrics.incidents.labels(state).set(count)
+        runtime.set_api_windows(await repository.list_windows(conn, include_deleted=False))
 
     app = web.Application(middlewares=[middleware.errors], client_max_size=settings.max_body_bytes)
     app[RUNTIME] = runtime
     webhooks.add_routes(app)
     incidents.add_routes(app)
+    problems.add_routes(app)
+    maintenance.add_routes(app)
     status.add_routes(app)
     app.cleanup_ctx.append(_background)
     return app
+
+
+def _rules_loaded(runtime: Runtime) -> None:
+    runtime.rules_loaded_at = runtime.clock.now()
+    runtime.metrics.rules_last_reload.set(runtime.rules_loaded_at.timestamp())
+    for section, count in runtime.rules.counts().items():
+        runtime.metrics.rules_loaded.labels(section).set(count)
+
+
+def reload_rules(runtime: Runtime) -> list[str]:
+    """Validate every file again and swap the rule set (and generic mappings) whole; on any
+    error change nothing, log each `file:line: message`, count it and return the errors.
+    Open incidents, held alerts and API maintenance windows are state, not rules: they stay."""
+    try:
+        rules, mappings = load_config(runtime.settings)
+    except ConfigError as exc:
+        for error in exc.errors:
+            log.error("rule reload refused: %s", error)
+        runtime.metrics.rules_reload_failures.inc()
+        runtime.reload_errors = list(exc.errors)
+        runtime.reload_failed_at = runtime.clock.now()
+        return runtime.reload_errors
+    runtime.rules = rules
+    runtime.generic_mappings = mappings
+    runtime.reload_errors = []
+    runtime.metrics.rules_reloads.inc()
+    _rules_loaded(runtime)
+    log.info("rules reloaded: %s", _summary(rules))
+    return []
+
+
+def _summary(rules: RuleSet) -> str:
+    return ", ".join(f"{count} {section}" for section, count in rules.counts().items())
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -121,13 +161,16 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     runtime.pipeline.start()
     scheduler = jobs.schedule(runtime)
     scheduler.start()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_rules, runtime)
     log.info(
-        "bridge %s ready: database %s, %d incident rules",
+        "bridge %s ready: database %s, rules: %s",
         runtime.version,
         runtime.settings.database_backend,
-        len(runtime.rules.incident_rules),
+        _summary(runtime.rules),
     )
     yield
+    loop.remove_signal_handler(signal.SIGHUP)
     scheduler.shutdown(wait=False)
     await runtime.pipeline.stop()
     await runtime.http.close()

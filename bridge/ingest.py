@@ -5,8 +5,9 @@ everything queued (up to `commit_max_events`), loads the state those events touc
 rule stages (`rules.evaluate`) in arrival order, writes the result in one transaction and only
 then answers every waiting request. While one commit is in flight the next batch queues, so
 concurrent senders share commits and durability costs one commit per batch, not per request.
-Operator actions (acknowledge, resolve) and expiry of level-triggered alerts go through the same
-writer, so nothing races the pipeline for an incident row.
+Operator actions (acknowledge, resolve), expiry of level-triggered alerts, rechecks of held and
+flapping alerts and heartbeat checks go through the same writer, so nothing races the pipeline
+for an incident row.
 """
 
 from __future__ import annotations
@@ -34,17 +35,19 @@ from bridge.clock import Clock
 from bridge.errors import Conflict, NotFound, StoreRefused, StoreUnavailable
 from bridge.metrics import Metrics
 from bridge.store import repository
-from bridge.store.workset import AlertKey, WorkSet
 from rules import incidents as incident_stage
-from rules.dedup import expiry_event
-from rules.evaluate import EngineSettings, Evaluation, evaluate
-from rules.incidents import IncidentAction, Refusal, route
-from rules.model import AlertStatus, Event, EventKind, IncidentState, IncidentStatus
-from rules.ruleset import RuleSet
+from rules.dedup import DedupOutcome, expiry_event
+from rules.effects import Context, EngineSettings, Evaluation, apply
+from rules.evaluate import Lookups, Prepared, lookups, prepare, run
+from rules.heartbeats import missed_event
+from rules.incidents import IncidentAction, Refusal
+from rules.model import AlertState, AlertStatus, Event, IncidentState, IncidentStatus
+from rules.recheck import as_event, needs_recheck, recheck
+from rules.ruleset import MaintenanceWindow, RuleSet
+from rules.timers import due_heartbeats
+from rules.world import AlertKey, World
 
 log = logging.getLogger(__name__)
-
-_NO_ACTION = IncidentAction.NONE
 
 # SQLSTATE classes where waiting and retrying helps: connection exception, transaction
 # rollback (deadlock, serialization), invalid catalog (database gone), insufficient resources,
@@ -91,6 +94,8 @@ class OperatorAction:
 class _Work:
     events: Sequence[Event] = ()
     expire: Sequence[AlertKey] = ()
+    recheck: Sequence[AlertState] = ()
+    heartbeats: bool = False
     action: OperatorAction | None = None
     started: float = field(default_factory=time.perf_counter)
     future: asyncio.Future[object] = field(
@@ -102,7 +107,8 @@ class _Work:
 
     @property
     def size(self) -> int:
-        return len(self.events) + len(self.expire) + (1 if self.action else 0)
+        extra = len(self.recheck) + (1 if self.action else 0) + (1 if self.heartbeats else 0)
+        return len(self.events) + len(self.expire) + extra
 
 
 class Pipeline:
@@ -114,10 +120,12 @@ class Pipeline:
         settings: EngineSettings,
         metrics: Metrics,
         commit_max_events: int,
+        windows: Callable[[], tuple[MaintenanceWindow, ...]] = tuple,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._rules = rules
+        self._windows = windows
         self._settings = settings
         self._metrics = metrics
         self._max = commit_max_events
@@ -144,6 +152,17 @@ class Pipeline:
     async def expire(self, keys: Sequence[AlertKey]) -> int:
         """Resolve the given alerts if their `expires_at` has passed; returns how many did."""
         result = await self._enqueue(_Work(expire=keys))
+        return result if isinstance(result, int) else 0
+
+    async def recheck(self, alerts: Sequence[AlertState]) -> int:
+        """Look again at held or flapping alerts (as the store listed them); returns how many
+        changed (released into an incident, stopped flapping)."""
+        result = await self._enqueue(_Work(recheck=alerts))
+        return result if isinstance(result, int) else 0
+
+    async def check_heartbeats(self) -> int:
+        """Open incidents for missed heartbeats; returns how many were missed."""
+        result = await self._enqueue(_Work(heartbeats=True))
         return result if isinstance(result, int) else 0
 
     async def act(self, action: OperatorAction) -> IncidentState:
@@ -176,7 +195,7 @@ class Pipeline:
         started = time.perf_counter()
         now = self._clock.now()
         try:
-            work, evaluations = await self._attempt(batch, now)
+            world, evaluations = await self._attempt(batch, now)
         except SQLAlchemyError as exc:
             # Not the database being away: something in the batch does not fit. Commit the
             # requests one by one, so only the one at fault fails and the others are stored.
@@ -195,7 +214,7 @@ class Pipeline:
             self._metrics.database_errors.labels("commit").inc()
             self._fail(batch, StoreUnavailable(_describe(exc)))
             return
-        self._observe(work, evaluations, now)
+        self._observe(world, evaluations, now)
         self._metrics.commit_events.observe(size)
         self._metrics.commit_duration.observe(time.perf_counter() - started)
         finished = time.perf_counter()
@@ -211,7 +230,7 @@ class Pipeline:
             else:
                 item.future.set_result(item.result)
 
-    async def _attempt(self, batch: list[_Work], now: datetime) -> tuple[WorkSet, list[Evaluation]]:
+    async def _attempt(self, batch: list[_Work], now: datetime) -> tuple[World, list[Evaluation]]:
         try:
             connection = await self._engine.connect()
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
@@ -234,73 +253,88 @@ class Pipeline:
 
     async def _transaction(
         self, conn: AsyncConnection, batch: list[_Work], now: datetime
-    ) -> tuple[WorkSet, list[Evaluation]]:
+    ) -> tuple[World, list[Evaluation]]:
         rules = self._rules()
-        work = await self._load(conn, batch, rules, now)
+        ctx = Context(rules, self._settings, now, self._windows())
+        prepared = [[prepare(rules, event) for event in item.events] for item in batch]
+        world = await self._load(conn, batch, prepared, ctx)
         evaluations: list[Evaluation] = []
-        for item in batch:
-            for event in item.events:
-                evaluations.append(self._evaluate(rules, work, event, now))
+        for item, events in zip(batch, prepared, strict=True):
+            for ready in events:
+                evaluations.extend(run(ctx, world, ready))
             if item.expire:
-                item.result = self._expire(rules, work, item.expire, now, evaluations)
+                item.result = self._expire(ctx, world, item.expire, evaluations)
+            if item.recheck:
+                item.result = self._recheck(ctx, world, item.recheck, evaluations)
+            if item.heartbeats:
+                missed = due_heartbeats(ctx, world)
+                for beat in missed:
+                    evaluations.extend(run(ctx, world, beat))
+                item.result = len(missed)
             if item.action is not None:
-                self._apply_action(work, item, now)
-        await repository.persist(conn, work, evaluations, now)
-        return work, evaluations
+                self._apply_action(world, item, now)
+        await repository.persist_world(conn, world, evaluations, now)
+        return world, evaluations
 
     async def _load(
-        self, conn: AsyncConnection, batch: list[_Work], rules: RuleSet, now: datetime
-    ) -> WorkSet:
-        work = WorkSet()
-        keys = {(e.source, e.fingerprint) for item in batch for e in item.events}
-        keys.update(k for item in batch for k in item.expire)
-        work.add_loaded_alerts(await repository.load_alerts(conn, keys))
-        route_keys = set()
+        self,
+        conn: AsyncConnection,
+        batch: list[_Work],
+        prepared: list[list[Prepared]],
+        ctx: Context,
+    ) -> World:
+        rules = ctx.rules
+        found = lookups(rules, [p.event for events in prepared for p in events])
         for item in batch:
-            for event in item.events:
-                prior = work.alert(event.source, event.fingerprint)
-                may_fire = prior is None or prior.status is AlertStatus.RESOLVED
-                fires = event.status is AlertStatus.FIRING and event.kind is EventKind.STATE
-                if fires and may_fire:
-                    route_keys.add(route(rules, event).key)
-        incident_ids = {a.incident_id for a in work.alerts.values() if a.incident_id is not None}
-        incident_ids.update(item.action.incident_id for item in batch if item.action)
-        since = now - self._settings.reopen_window
-        loaded = await repository.load_incidents(conn, incident_ids, route_keys, since)
-        work.add_loaded_incidents(loaded)
-        return work
-
-    def _evaluate(self, rules: RuleSet, work: WorkSet, event: Event, now: datetime) -> Evaluation:
-        evaluation = evaluate(rules, work, event, now, self._settings, work.new_incident_id)
-        work.apply(evaluation)
-        return evaluation
+            found.alerts.update(item.expire)
+            for alert in item.recheck:
+                found.alerts.add((alert.source, alert.fingerprint))
+                found.merge(_recheck_lookups(rules, alert))
+            if item.heartbeats:
+                # What a missed-heartbeat event may read (its incident key, problems).
+                missed = [missed_event(r, ctx.now, ctx.now) for r in rules.heartbeats]
+                found.merge(lookups(rules, [prepare(rules, event).event for event in missed]))
+        incident_ids = [item.action.incident_id for item in batch if item.action]
+        windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]
+        return await repository.load_world(conn, found, incident_ids, ctx.now - max(windows))
 
     def _expire(
-        self,
-        rules: RuleSet,
-        work: WorkSet,
-        keys: Sequence[AlertKey],
-        now: datetime,
-        evaluations: list[Evaluation],
+        self, ctx: Context, world: World, keys: Sequence[AlertKey], evaluations: list[Evaluation]
     ) -> int:
         expired = 0
         for source, fingerprint in keys:
-            alert = work.alert(source, fingerprint)
+            alert = world.alert(source, fingerprint)
             # Re-checked here: a re-send may have moved `expires_at` since the job looked.
             if alert is None or alert.status is not AlertStatus.FIRING:
                 continue
-            if alert.expires_at is None or alert.expires_at > now:
+            if alert.expires_at is None or alert.expires_at > ctx.now:
                 continue
-            evaluations.append(self._evaluate(rules, work, expiry_event(alert), now))
+            evaluations.extend(run(ctx, world, expiry_event(alert)))
             self._metrics.alerts_expired.labels(source).inc()
             expired += 1
         return expired
 
     @staticmethod
-    def _apply_action(work: WorkSet, item: _Work, now: datetime) -> None:
+    def _recheck(
+        ctx: Context, world: World, alerts: Sequence[AlertState], evaluations: list[Evaluation]
+    ) -> int:
+        changed = 0
+        for listed in alerts:
+            alert = world.alert(listed.source, listed.fingerprint)
+            if alert is None or not needs_recheck(alert):
+                continue  # an event changed it since the job looked
+            evaluation = recheck(ctx, world, alert)
+            if evaluation is not None:
+                apply(world, evaluation)
+                evaluations.append(evaluation)
+                changed += 1
+        return changed
+
+    @staticmethod
+    def _apply_action(world: World, item: _Work, now: datetime) -> None:
         action = item.action
         assert action is not None
-        incident = work.incident(action.incident_id)
+        incident = world.incident(action.incident_id)
         if incident is None:
             item.error = NotFound(f"incident {action.incident_id} not found")
             return
@@ -313,33 +347,40 @@ class Pipeline:
             return
         updated, entry = decided
         if entry is not None:
-            work.put_incident(updated)
-            work.timeline.append(entry)
+            world.put_incident(updated)
+            world.timeline.append(entry)
             if updated.status is IncidentStatus.RESOLVED:
                 item.resolved_rule = updated.rule
         item.result = updated
 
-    def _observe(self, work: WorkSet, evaluations: list[Evaluation], now: datetime) -> None:
+    def _observe(self, world: World, evaluations: list[Evaluation], now: datetime) -> None:
         # Tallied first: one `labels()` lookup per distinct label set, not per event.
         outcomes: Counter[tuple[str, str]] = Counter()
-        actions: Counter[tuple[str, IncidentAction]] = Counter()
+        decisions: Counter[tuple[str, str, str]] = Counter()
         for evaluation in evaluations:
-            outcomes[evaluation.event.source, evaluation.dedup.outcome] += 1
-            decision = evaluation.incident
-            if decision.action is not _NO_ACTION:
-                actions[decision.rule, decision.action] += 1
+            if evaluation.dedup.outcome is not DedupOutcome.RECHECK:
+                outcomes[evaluation.event.source, evaluation.dedup.outcome] += 1
+            for made in evaluation.decisions:
+                decisions[made.stage, made.rule, made.decision] += 1
         m = self._metrics
         for (source, outcome), count in outcomes.items():
             m.events_received.labels(source).inc(count)
             m.dedup_outcomes.labels(source, outcome).inc(count)
         for source in {source for source, _ in outcomes}:
             m.last_event.labels(source).set(now.timestamp())
-        for (rule, action), count in actions.items():
-            _count_action(m, rule, action, count)
-        for before, after in work.status_changes():
+        for (stage, rule, what), count in decisions.items():
+            m.rule_decisions.labels(stage, rule, what).inc(count)
+            if stage == "incidents":
+                _count_action(m, rule, IncidentAction(what), count)
+        for before, after in world.status_changes():
             if before is not None:
                 m.incidents.labels(before).dec()
             m.incidents.labels(after).inc()
+
+
+def _recheck_lookups(rules: RuleSet, alert: AlertState) -> Lookups:
+    """What placing a held alert may read: it is looked at as if it fired now."""
+    return lookups(rules, [as_event(alert)])
 
 
 def _count_action(m: Metrics, rule: str, action: IncidentAction, count: int) -> None:

@@ -41,6 +41,34 @@ async def resolve_expired(runtime: Runtime) -> int:
             return total
 
 
+async def recheck_held(runtime: Runtime) -> int:
+    """Look again at held and flapping alerts (a window ended, an inhibitor resolved, a
+    flapping alert settled); returns how many changed."""
+    total = 0
+    async with runtime.engine.connect() as conn:
+        keys = await repository.held_alerts(conn, _EXPIRY_BATCH)
+        alerts = await repository.load_alerts(conn, keys)
+    if alerts:
+        total += await runtime.pipeline.recheck(alerts)
+    return total
+
+
+async def check_heartbeats(runtime: Runtime) -> int:
+    """Open an incident for every heartbeat that is late; returns how many were."""
+    if not runtime.rules.heartbeats:
+        return 0
+    return await runtime.pipeline.check_heartbeats()
+
+
+async def refresh_windows(runtime: Runtime) -> int:
+    """Reload the maintenance windows created through the API (another replica may have
+    changed them); returns how many are defined."""
+    async with runtime.engine.connect() as conn:
+        rows = await repository.list_windows(conn, include_deleted=False)
+    runtime.set_api_windows(rows)
+    return len(rows)
+
+
 async def reconcile_nagios(runtime: Runtime) -> int:
     """Bring alerts of source "nagios" in line with `status.dat`; returns the events sent."""
     path = runtime.settings.nagios_status_file
@@ -146,7 +174,10 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     settings = runtime.settings
     jobs: list[tuple[str, Job, timedelta]] = [
-        ("resolve_expired", resolve_expired, settings.resolve_check_interval)
+        ("resolve_expired", resolve_expired, settings.resolve_check_interval),
+        ("recheck_held", recheck_held, settings.recheck_interval),
+        ("check_heartbeats", check_heartbeats, settings.heartbeat_check_interval),
+        ("refresh_windows", refresh_windows, settings.recheck_interval),
     ]
     if settings.nagios_status_file is not None:
         jobs.append(("reconcile_nagios", reconcile_nagios, settings.nagios_reconcile_interval))

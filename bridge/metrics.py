@@ -119,6 +119,29 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.rule_decisions = Counter(
+            "bridge_rule_decisions_total",
+            "What the rule stages decided, by stage (rule-file section), rule and decision: "
+            "e.g. correlate/opened|grouped|symptom|pending, inhibit/inhibited, "
+            "maintenance/suppressed, flapping/started, heartbeats/missed, problems/opened.",
+            ["stage", "rule", "decision"],
+            registry=r,
+        )
+        self.rules_reloads = Counter(
+            "bridge_rules_reloads_total",
+            "Rule reloads (SIGHUP, POST /-/reload) that took effect.",
+            registry=r,
+        )
+        self.rules_reload_failures = Counter(
+            "bridge_rules_reload_failures_total",
+            "Rule reloads refused because a file was invalid (nothing changed).",
+            registry=r,
+        )
+        self.rules_last_reload = Gauge(
+            "bridge_rules_last_reload_success_timestamp_seconds",
+            "Unix time the active rule set was loaded.",
+            registry=r,
+        )
         self.rules_loaded = Gauge(
             "bridge_rules_loaded",
             "Rules in the active rule set, by section.",

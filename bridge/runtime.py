@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from aiohttp import ClientSession, web
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.clock import Clock
@@ -13,7 +17,11 @@ from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from connectors.generic import Mapping as GenericMapping
-from rules.ruleset import RuleSet
+from rules.compile import compile_maintenance
+from rules.ruleset import MaintenanceWindow, Origin, RuleSet
+from rules.schedule import MaintenanceSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +50,39 @@ class Runtime:
     generic_mappings: dict[str, GenericMapping] = field(default_factory=dict)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
     jobs: dict[str, JobHealth] = field(default_factory=dict)
+    api_windows: tuple[MaintenanceWindow, ...] = ()
+    rules_loaded_at: datetime | None = None
+    reload_errors: list[str] = field(default_factory=list)
+    reload_failed_at: datetime | None = None
+    # Set by the composition root: validate the rule files again and swap them in; returns
+    # the errors (nothing changed) or an empty list.
+    reload: Callable[[], list[str]] = field(default=lambda: [])
+
+    def set_api_windows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Compile the maintenance windows created through the API (stored rows)."""
+        windows = []
+        for row in rows:
+            window = window_from_row(row)
+            if window is not None:
+                windows.append(window)
+        self.api_windows = tuple(windows)
+
+
+def window_from_row(row: Mapping[str, Any]) -> MaintenanceWindow | None:
+    try:
+        spec = MaintenanceSpec.model_validate(row["spec"])
+    except ValidationError as exc:  # validated on the way in; only a hand-edited row fails
+        log.error("maintenance window %s is invalid and ignored: %s", row.get("id"), exc)
+        return None
+    window = compile_maintenance(spec, Origin("api", 0))
+    return MaintenanceWindow(
+        name=window.name,
+        matchers=window.matchers,
+        schedule=window.schedule,
+        reason=window.reason,
+        id=int(row["id"]),
+        origin=window.origin,
+    )
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -96,6 +96,16 @@ class Settings(BaseSettings):
         timedelta(seconds=10),
         description="How often alerts whose `endsAt` passed without a re-send are resolved.",
     )
+    recheck_interval: Duration = Field(
+        timedelta(seconds=15),
+        description="How often held alerts (maintenance, inhibited, pending) and flapping "
+        "alerts are looked at again: a window that ended or an inhibitor that resolved "
+        "releases them into incidents within this time.",
+    )
+    heartbeat_check_interval: Duration = Field(
+        timedelta(seconds=30),
+        description="How often the `heartbeats` rules are checked for a missed heartbeat.",
+    )
     reopen_window: Duration = Field(
         timedelta(hours=1),
         description="A new firing alert reopens the incident of its key if it resolved less "

@@ -4,55 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from bridge.api.params import BadRequest, choice, json_object, paging, record_id, text
 from bridge.api.responses import error_response, json_response
 from bridge.errors import NotFound
 from bridge.ingest import OperatorAction
 from bridge.runtime import RUNTIME
 from bridge.store import reads
-from rules.model import AlertStatus, IncidentStatus
+from rules.model import AlertStatus, Hold, IncidentStatus
 
 _INCIDENT_FILTERS = {"open", *(s.value for s in IncidentStatus)}
 _ALERT_FILTERS = {s.value for s in AlertStatus}
-_MAX_LIMIT = 1000
-
-
-class _BadQuery(Exception):
-    pass
-
-
-def _paging(request: web.Request) -> tuple[int, int]:
-    try:
-        limit = int(request.query.get("limit", "100"))
-        offset = int(request.query.get("offset", "0"))
-    except ValueError:
-        raise _BadQuery("limit and offset must be whole numbers") from None
-    if not 1 <= limit <= _MAX_LIMIT or offset < 0:
-        raise _BadQuery(f"limit must be 1..{_MAX_LIMIT} and offset >= 0")
-    return limit, offset
-
-
-def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
-    value = request.query.get(name)
-    if value is not None and value not in allowed:
-        raise _BadQuery(f"{name} must be one of {', '.join(sorted(allowed))}")
-    return value
+_HOLD_FILTERS = {h.value for h in Hold}
 
 
 def _incident_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["incident_id"])
-    except ValueError:
-        raise NotFound(f"incident {request.match_info['incident_id']!r} not found") from None
+    return record_id(request, "incident_id", "incident")
 
 
 async def list_incidents(request: web.Request) -> web.Response:
     try:
-        status = _choice(request, "status", _INCIDENT_FILTERS)
-        limit, offset = _paging(request)
-    except _BadQuery as exc:
+        status = choice(request, "status", _INCIDENT_FILTERS)
+        limit, offset = paging(request)
+    except BadRequest as exc:
         return error_response(400, str(exc))
     async with request.app[RUNTIME].engine.connect() as conn:
         found = await reads.list_incidents(conn, status, limit, offset)
@@ -70,30 +45,21 @@ async def get_incident(request: web.Request) -> web.Response:
 
 async def list_alerts(request: web.Request) -> web.Response:
     try:
-        status = _choice(request, "status", _ALERT_FILTERS)
-        limit, offset = _paging(request)
-    except _BadQuery as exc:
+        status = choice(request, "status", _ALERT_FILTERS)
+        limit, offset = paging(request)
+        hold = choice(request, "hold", _HOLD_FILTERS)
+    except BadRequest as exc:
         return error_response(400, str(exc))
     source = request.query.get("source")
     async with request.app[RUNTIME].engine.connect() as conn:
-        found = await reads.list_alerts(conn, status, source, limit, offset)
+        found = await reads.list_alerts(conn, status, source, limit, offset, hold=hold)
     return json_response({"alerts": found})
 
 
-async def _action_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise _BadQuery(f"invalid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _BadQuery("body must be a JSON object")
-    actor, comment = body.get("actor"), body.get("comment", "")
-    if not isinstance(actor, str) or not actor.strip():
-        raise _BadQuery("actor: required, the name of who acts")
-    if not isinstance(comment, str):
-        raise _BadQuery("comment: must be a string")
-    return {"actor": actor.strip()[:200], "comment": comment[:4000]}
+async def _action_body(request: web.Request) -> dict[str, str]:
+    body = await json_object(request)
+    actor = text(body, "actor", required=True, limit=200)
+    return {"actor": actor, "comment": text(body, "comment")}
 
 
 def _action(verb: str) -> Any:
@@ -101,7 +67,7 @@ def _action(verb: str) -> Any:
         incident_id = _incident_id(request)
         try:
             body = await _action_body(request)
-        except _BadQuery as exc:
+        except BadRequest as exc:
             return error_response(422, str(exc))
         action = OperatorAction(incident_id, verb, body["actor"], body["comment"])
         updated = await request.app[RUNTIME].pipeline.act(action)

@@ -43,8 +43,17 @@ async def status(request: web.Request) -> web.Response:
             "rules": {
                 "files": list(rules.files),
                 "hash": rules.digest,
-                "incident_rules": [rule.name for rule in rules.incident_rules],
+                "loaded_at": runtime.rules_loaded_at,
+                "sections": rules.counts(),
+                "correlate": [rule.name for rule in rules.correlate],
+                "last_reload_error": {
+                    "at": runtime.reload_failed_at,
+                    "errors": runtime.reload_errors,
+                }
+                if runtime.reload_errors
+                else None,
             },
+            "maintenance_windows": len(runtime.api_windows) + len(rules.maintenance),
             "counts": counts,
             "last_event_at": dict(sorted(runtime.last_event_at.items())),
             "jobs": {name: _job(health, now) for name, health in sorted(runtime.jobs.items())},
@@ -59,6 +68,21 @@ def _job(health: JobHealth, now: datetime) -> dict[str, object]:
     return shown
 
 
+async def reload(request: web.Request) -> web.Response:
+    """`POST /-/reload`: the same as SIGHUP. 200 when the new rules took effect; 422 with the
+    `file:line: message` errors when a file is invalid (then nothing changed)."""
+    runtime = request.app[RUNTIME]
+    errors = runtime.reload()
+    if errors:
+        return json_response(
+            {"status": "error", "error": "invalid rule files; nothing changed", "errors": errors},
+            status=422,
+        )
+    return json_response(
+        {"status": "reloaded", "hash": runtime.rules.digest, "sections": runtime.rules.counts()}
+    )
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[RUNTIME].metrics.registry)
     response = web.Response(body=body)
@@ -69,5 +93,6 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/metrics", metrics)

@@ -79,7 +79,13 @@ async def test_health_ready_and_status(bridge: Bridge) -> None:
     await open_one(bridge)
     status = await bridge.get_json("/api/v1/status")
     assert status["database"]["backend"] in {"sqlite", "postgresql"}
-    assert status["rules"]["files"] == ["incidents.yaml"]
+    assert status["rules"]["files"] == [
+        "10-normalize.yaml",
+        "20-correlate.yaml",
+        "30-operations.yaml",
+    ]
+    assert status["rules"]["sections"]["correlate"] == 3
+    assert status["rules"]["last_reload_error"] is None
     assert len(status["rules"]["hash"]) == 64
     assert status["counts"]["incidents"] == {"new": 1}
     assert status["counts"]["alerts"] == {"firing": 1}

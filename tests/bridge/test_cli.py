@@ -30,7 +30,7 @@ def test_check_config_reports_rule_errors_as_file_line(
 ) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "bad.yaml").write_text("incidents:\n  - name: x\n    group_by: []\n    colour: red\n")
+    (rules / "bad.yaml").write_text("correlate:\n  - name: x\n    group_by: []\n    colour: red\n")
     monkeypatch.setenv("BRIDGE_RULES_DIR", str(rules))
     assert main(["check-config"]) == 1
     errors = capsys.readouterr().err.splitlines()

@@ -41,7 +41,8 @@ async def test_prometheus_alerts_open_incidents_and_resolves_close_them(bridge: 
     await post(bridge, "prom-01-firing-hostdown-1alerts.json", "20:00:43.912")
     await post(bridge, "prom-03-firing-diskfull-3alerts.json", "20:00:45.912")
     titles = {i["title"] for i in await open_incidents(bridge)}
-    assert "HostDown on web-01.e2e.example:9100" in titles
+    # The shipped `normalize` rules shorten host names to what the CMDB uses.
+    assert "HostDown on web-01" in titles
     assert len(titles) == 4  # HostDown, and DiskFull per instance (rule per-alert)
     await post(bridge, "prom-10-firing-hostdown-1alerts-resend.json", "20:00:52.910")
     await post(bridge, "prom-12-resolved-diskfull-hostdown-2alerts.json", "20:00:53.911")
@@ -81,4 +82,15 @@ async def test_legacy_v1_path_is_accepted(bridge: Bridge) -> None:
         path="/api/v1/alerts",
     )
     assert answer["accepted"] == 3
-    assert len(await open_incidents(bridge)) == 3
+    # HostDown on web-01 inhibits web-01's HighLatency (shipped `inhibit` rule): two
+    # incidents, and the inhibited alert is stored and visible as such.
+    opened = await open_incidents(bridge)
+    assert sorted((i["rule"], i["title"]) for i in opened) == [
+        ("host-down", "HostDown on web-01"),
+        ("per-alert", "p99 latency on web-02.e2e.example:9100 is 2.4s"),
+    ]
+    held = (await bridge.get_json("/api/v1/alerts?hold=inhibited"))["alerts"]
+    assert [(a["labels"]["alertname"], a["labels"]["host"]) for a in held] == [
+        ("HighLatency", "web-01")
+    ]
+    assert held[0]["held_by"].startswith("inhibit:host-down-mutes-its-services by prometheus/")

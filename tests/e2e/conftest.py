@@ -110,7 +110,7 @@ E2E_RULES = {
 # The bridge's incident rules for these tests (the shipped example rules are free to change):
 # Alertmanager items grouped by their Alertmanager group, everything else per alert and instance.
 BRIDGE_RULES = {
-    "incidents": [
+    "correlate": [
         {
             "name": "e2e-alertmanager-group",
             "match": {"__source__": "alertmanager"},

@@ -1,0 +1,236 @@
+"""The rule engine's stories through the running daemon (HTTP in, database, scheduled jobs),
+on SQLite and PostgreSQL, with the shipped rules and CMDB: a host outage seen by three
+sources, a flapping check, a maintenance window that ends while an alert fires, recurring
+incidents that become a problem, a missed heartbeat, and a hot reload."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from bridge import jobs
+from tests.bridge.conftest import CAPTURED, Bridge
+
+NAGIOS_TEMPLATE = json.loads(
+    (
+        CAPTURED / "nagios" / "nagios-01-service-problem-e2e-db-01-postgresql-critical.json"
+    ).read_text()
+)
+ZABBIX_TEMPLATE = json.loads((CAPTURED / "zabbix" / "webhook-problem-sev4-high.json").read_text())
+
+
+def iso(bridge: Bridge, offset: float = 0) -> str:
+    return (bridge.clock.now() + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
+
+
+async def prometheus(bridge: Bridge, *alerts: dict[str, Any], resolved: bool = False) -> None:
+    body = [
+        {
+            "labels": alert,
+            "annotations": {"summary": f"{alert['alertname']} on {alert.get('instance', '')}"},
+            "startsAt": iso(bridge, -60),
+            "endsAt": iso(bridge, -1) if resolved else iso(bridge, 300),
+        }
+        for alert in alerts
+    ]
+    status, answer = await bridge.post_json("/api/v2/alerts", body)
+    assert status == 200, answer
+
+
+async def nagios_service(bridge: Bridge, host: str, service: str, state: str = "CRITICAL") -> None:
+    body = dict(NAGIOS_TEMPLATE)
+    problem = state != "OK"
+    body.update(
+        HOSTNAME=host, HOSTDISPLAYNAME=host, SERVICEDESC=service, SERVICEDISPLAYNAME=service,
+        SERVICESTATE=state, SERVICESTATEID="2" if problem else "0",
+        NOTIFICATIONTYPE="PROBLEM" if problem else "RECOVERY",
+        TIMET=str(int(bridge.clock.now().timestamp())),
+        LASTSERVICESTATECHANGE=str(int(bridge.clock.now().timestamp())),
+    )  # fmt: skip
+    status, answer = await bridge.post_json("/api/v1/webhooks/nagios", body)
+    assert status == 200, answer
+    assert answer["rejected"] == [], answer
+
+
+async def zabbix_problem(bridge: Bridge, host: str, trigger: str, event_id: int) -> None:
+    body = dict(ZABBIX_TEMPLATE)
+    body.update(
+        host_host=host, host_name=host, trigger_name=trigger, event_name=trigger,
+        trigger_id=str(50000 + event_id), event_id=str(event_id),
+    )  # fmt: skip
+    status, answer = await bridge.post_json("/api/v1/webhooks/zabbix", body)
+    assert status == 200, answer
+    assert answer["rejected"] == [], answer
+
+
+async def open_incidents(bridge: Bridge) -> list[dict[str, Any]]:
+    listed = (await bridge.get_json("/api/v1/incidents?status=open&limit=1000"))["incidents"]
+    return [await bridge.get_json(f"/api/v1/incidents/{i['id']}") for i in listed]
+
+
+async def test_host_outage_across_three_sources_is_one_incident(bridge: Bridge) -> None:
+    # switch-1 goes down (Nagios host check); everything in rack 1 behind it complains.
+    status, answer = await bridge.post_json(
+        "/api/v1/webhooks/nagios",
+        {**NAGIOS_TEMPLATE, "object_type": "host", "NOTIFICATIONTYPE": "PROBLEM",
+         "HOSTNAME": "switch-1", "HOSTSTATE": "DOWN", "HOSTSTATEID": "1",
+         "HOSTOUTPUT": "CRITICAL - 100% packet loss", "SERVICEDESC": ""},
+    )  # fmt: skip
+    assert status == 200, answer
+    behind = ["hv-1", "hv-2", "db-1", "web-1", "app-1", "billing-1", "tickets-1"]
+    for n, host in enumerate(behind):
+        bridge.clock.advance(1)
+        await prometheus(
+            bridge,
+            {"alertname": "NodeExporterDown", "instance": f"{host}:9100", "job": "node"},
+            {"alertname": "HighLatency", "instance": f"{host}:9100", "job": "web"},
+        )
+        await nagios_service(bridge, host, "SSH")
+        await nagios_service(bridge, host, "Disk /var")
+        await zabbix_problem(bridge, host, f"Zabbix agent on {host} is unreachable", 1000 + n)
+    [incident] = await open_incidents(bridge)
+    assert incident["rule"] == "host-down"
+    assert incident["ci"] == "switch-1"
+    assert incident["alert_count"] == 1 + 5 * len(behind)
+    reasons = [a["joined_reason"] for a in incident["alerts"]]
+    assert reasons.count("opened") == 1
+    assert reasons.count("symptom") == 5 * len(behind)
+    sources = {a["source"] for a in incident["alerts"]}
+    assert sources == {"nagios", "prometheus", "zabbix"}
+    # switch-1 serves no service itself (P2: default medium impact, critical); the symptoms on
+    # the shop's hosts behind it (high criticality) raise it to P1, and the timeline says so.
+    assert incident["priority"] == "P1"
+    [raised] = [e for e in incident["timeline"] if e["kind"] == "priority_changed"]
+    assert raised["message"].startswith("priority P2 -> P1 by ")
+
+
+async def test_a_flapping_check_keeps_one_incident_open_and_quiet(bridge: Bridge) -> None:
+    for _ in range(6):
+        bridge.clock.advance(60)
+        await nagios_service(bridge, "web-2", "HTTP")
+        bridge.clock.advance(60)
+        await nagios_service(bridge, "web-2", "HTTP", state="OK")
+    listed = (await bridge.get_json("/api/v1/incidents?limit=100"))["incidents"]
+    assert len(listed) == 1
+    incident = await bridge.get_json(f"/api/v1/incidents/{listed[0]['id']}")
+    assert incident["status"] == "new"  # kept open while it flaps
+    kinds = [entry["kind"] for entry in incident["timeline"]]
+    # Nagios' thresholds need six changes in a row before flapping starts (30%): the first
+    # cycles resolve and reopen; after detection the incident stays open and quiet.
+    started = kinds.index("flapping_started")
+    assert kinds[:started].count("reopened") == 3
+    assert "resolved" not in kinds[started:]
+    assert "reopened" not in kinds[started:]
+    [alert] = incident["alerts"]
+    assert alert["flapping"] is True
+    # It stays resolved: after the settle time the recheck job lets the incident resolve.
+    bridge.clock.advance(31 * 60)
+    assert await jobs.recheck_held(bridge.runtime) == 1
+    incident = await bridge.get_json(f"/api/v1/incidents/{listed[0]['id']}")
+    assert incident["status"] == "resolved"
+    assert incident["timeline"][-1]["kind"] == "resolved"
+
+
+async def test_maintenance_window_ending_while_an_alert_fires_opens_its_incident(
+    bridge: Bridge,
+) -> None:
+    status, window = await bridge.post_json(
+        "/api/v1/maintenance",
+        {"name": "db-1-patch", "matchers": ['host="db-1"'], "start": iso(bridge, -1),
+         "end": iso(bridge, 600), "created_by": "alice", "reason": "kernel update",
+         "change_ref": "CHG0012345"},
+    )  # fmt: skip
+    assert status == 201, window
+    assert window["active"] is True
+    assert window["created_by"] == "alice"
+    await prometheus(bridge, {"alertname": "PostgresDown", "instance": "db-1:9187"})
+    assert await open_incidents(bridge) == []
+    held = (await bridge.get_json("/api/v1/alerts?hold=maintenance"))["alerts"]
+    assert [a["held_by"] for a in held] == [f"maintenance:{window['id']}"]
+    bridge.clock.advance(300)
+    await prometheus(bridge, {"alertname": "PostgresDown", "instance": "db-1:9187"})  # re-send
+    assert await open_incidents(bridge) == []
+    bridge.clock.advance(301)  # the window is over; the alert still fires
+    assert await jobs.recheck_held(bridge.runtime) == 1
+    [incident] = await open_incidents(bridge)
+    [alert] = incident["alerts"]
+    assert (alert["joined_reason"], alert["hold"], alert["held_by"]) == ("opened", "none", "")
+    # db-1 serves the shop (high impact); a label-less Prometheus alert is a warning (medium
+    # urgency): P2.
+    assert (incident["ci"], incident["service"], incident["priority"]) == ("db-1", "shop", "P2")
+
+
+async def test_recurring_incidents_become_a_problem(bridge: Bridge) -> None:
+    for _ in range(3):
+        await prometheus(bridge, {"alertname": "BackupFailed", "instance": "backup-1:9100"})
+        bridge.clock.advance(60)
+        await prometheus(
+            bridge, {"alertname": "BackupFailed", "instance": "backup-1:9100"}, resolved=True
+        )
+        bridge.clock.advance(2 * 3600)  # past the reopen window: the next one is a new incident
+    problems = (await bridge.get_json("/api/v1/problems?status=active"))["problems"]
+    [problem] = problems
+    assert problem["rule"] == "recurring"
+    detail = await bridge.get_json(f"/api/v1/problems/{problem['id']}")
+    assert len(detail["incidents"]) == 3
+    status, patched = await bridge.post_json(f"/api/v1/problems/{problem['id']}", {})
+    assert status == 405
+    response = await bridge.client.patch(
+        f"/api/v1/problems/{problem['id']}",
+        json={"status": "known_error", "root_cause": "disk of backup-1 is full"},
+    )
+    assert response.status == 200
+    patched = await response.json()
+    assert (patched["status"], patched["root_cause"]) == ("known_error", "disk of backup-1 is full")
+    response = await bridge.client.patch(f"/api/v1/problems/{problem['id']}", json={"owner": 1})
+    assert response.status == 422
+
+
+async def test_a_missed_heartbeat_opens_an_incident_and_the_next_beat_resolves_it(
+    bridge: Bridge,
+) -> None:
+    assert await jobs.check_heartbeats(bridge.runtime) == 0  # never beaten: not armed
+    await prometheus(bridge, {"alertname": "Watchdog", "instance": "prometheus:9090"})
+    assert await open_incidents(bridge) == []  # the Watchdog itself is no incident
+    bridge.clock.advance(4 * 60)
+    assert await jobs.check_heartbeats(bridge.runtime) == 0
+    bridge.clock.advance(2 * 60)
+    assert await jobs.check_heartbeats(bridge.runtime) == 1
+    [incident] = await open_incidents(bridge)
+    [alert] = incident["alerts"]
+    assert (alert["source"], alert["labels"]["alertname"]) == ("heartbeat", "HeartbeatMissed")
+    assert alert["labels"]["heartbeat"] == "prometheus-watchdog"
+    assert incident["title"].startswith("Alertmanager's Watchdog has not arrived")
+    assert await jobs.check_heartbeats(bridge.runtime) == 0  # already firing
+    bridge.clock.advance(30)
+    await prometheus(bridge, {"alertname": "Watchdog", "instance": "prometheus:9090"})
+    assert await open_incidents(bridge) == []
+    text = await (await bridge.client.get("/metrics")).text()
+    assert (
+        'bridge_rule_decisions_total{decision="missed",rule="prometheus-watchdog",'
+        'stage="heartbeats"} 1.0'
+    ) in text
+
+
+async def test_reload_validates_everything_and_a_bad_file_changes_nothing(
+    bridge: Bridge, tmp_path: Any
+) -> None:
+    rules_dir = bridge.runtime.settings.rules_dir
+    assert rules_dir is None  # the shipped rules: reload them unchanged
+    response = await bridge.client.post("/-/reload")
+    assert response.status == 200
+    before = bridge.runtime.rules
+    bad = tmp_path / "rules"
+    bad.mkdir()
+    (bad / "a.yaml").write_text("correlate:\n  - name: x\n    group_by: [host]\n    window: soon\n")
+    bridge.runtime.settings = bridge.runtime.settings.model_copy(update={"rules_dir": bad})
+    response = await bridge.client.post("/-/reload")
+    assert response.status == 422
+    answer = await response.json()
+    assert answer["errors"][0].startswith(f"{bad / 'a.yaml'}:4: correlate[0].window:")
+    assert bridge.runtime.rules is before
+    status = await bridge.get_json("/api/v1/status")
+    assert status["rules"]["last_reload_error"]["errors"] == answer["errors"]
+    text = await (await bridge.client.get("/metrics")).text()
+    assert "bridge_rules_reload_failures_total 1.0" in text
