@@ -1,4 +1,6 @@
-"""`bridge run | check-config | db upgrade | version`."""
+"""`bridge run | check-config | db upgrade | version`, and the offline tools `bridge rules check |
+rules test` and `bridge replay`, which need no database and no network (the HTTP app and the
+store are imported only by the commands that use them)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.app import create_app, load_config, version
+from bridge import rulecheck
 from bridge.errors import ConfigError
+from bridge.payloads import Decoder
+from bridge.replay import replay
+from bridge.ruletest import Runner
 from bridge.settings import Settings, load_settings
-from bridge.store import database
+from rules.evaluate import EngineSettings
+from rules.loader import RuleLoadError, load_rules
 
 
 def _settings_errors(exc: ValidationError, config_file: Path | None) -> list[str]:
@@ -48,7 +53,22 @@ def _load(config_file: Path | None) -> Settings:
         raise ConfigError([f"{config_file}:1: {exc}"]) from exc
 
 
+def shipped_config_dir() -> Path:
+    """The example config shipped in `config/`; `bridge.app.default_config_dir` without
+    importing the HTTP app."""
+    return Path(__file__).with_name("_config")
+
+
+def _rules_dir(settings: Settings) -> Path:
+    """The rules directory as the daemon (and `check-config`) finds it."""
+    return settings.rules_dir or shipped_config_dir() / "rules"
+
+
 def _run(settings: Settings) -> int:
+    from aiohttp import web
+
+    from bridge.app import create_app
+
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -68,15 +88,19 @@ def _run(settings: Settings) -> int:
 
 
 def _check(settings: Settings) -> int:
+    from bridge.app import load_config
+
     rules, mappings = load_config(settings)
     print(
-        f"settings ok; {len(rules.incident_rules)} incident rules in {len(rules.files)} files; "
+        f"settings ok; {len(rules.correlate)} incident rules in {len(rules.files)} files; "
         f"{len(mappings)} generic webhook mappings"
     )
     return 0
 
 
 async def _upgrade(settings: Settings) -> None:
+    from bridge.store import database
+
     engine = database.create_engine(
         settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )
@@ -100,23 +124,80 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("db_command", choices=["upgrade"], help="upgrade: apply migrations")
     commands.add_parser("version", help="print the version")
+    _offline_parsers(commands)
     return parser
+
+
+def _offline_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rules = commands.add_parser("rules", help="check and test rule files offline")
+    tools = rules.add_subparsers(dest="rules_command", required=True)
+    check = tools.add_parser("check", help="validate a rules directory and its CMDB")
+    check.add_argument(
+        "dir", nargs="?", type=Path, help="rules directory (default: as check-config finds it)"
+    )
+    test = tools.add_parser("test", help="run rule test files (docs/rules-testing.md)")
+    test.add_argument("files", nargs="+", type=Path, metavar="TESTFILE")
+    test.add_argument("--rules", type=Path, help="rules directory, over the test files' own")
+    test.add_argument("-v", "--verbose", action="store_true", help="show every rule decision")
+    play = commands.add_parser("replay", help="feed captured payloads through the rules")
+    play.add_argument("dir", type=Path, help="directory of captured payloads (*.json)")
+    play.add_argument("--rules", type=Path, help="rules directory (default: as configured)")
+    play.add_argument("--source", help="sender of every payload (default: the folder's name)")
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    directory = args.dir if args.dir is not None else _rules_dir(_load(args.config))
+    return rulecheck.check(directory)
+
+
+def _rules_test(args: argparse.Namespace) -> int:
+    runner = Runner(shipped_config_dir(), rules_override=args.rules, verbose=args.verbose)
+    return runner.run(args.files)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    try:
+        rules = load_rules(args.rules or _rules_dir(settings))
+    except RuleLoadError as exc:
+        raise ConfigError(exc.errors) from exc
+    decoder = Decoder(
+        settings.resolve_timeout,
+        settings.zabbix_timezone,
+        settings.generic_dir or shipped_config_dir() / "generic",
+    )
+    engine = EngineSettings(settings.duplicate_window, settings.reopen_window)
+    return replay(args.dir, rules, engine, decoder, args.source)
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if args.command == "run":
+        return _run(settings)
+    if args.command == "check-config":
+        return _check(settings)
+    asyncio.run(_upgrade(settings))
+    print("database schema is up to date")
+    return 0
+
+
+def _version() -> int:
+    from bridge.app import version
+
+    print(version())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
-        print(version())
-        return 0
+        return _version()
+    if args.command == "rules":
+        command = _rules_check if args.rules_command == "check" else _rules_test
+    else:
+        command = _replay if args.command == "replay" else _daemon
     try:
-        settings = _load(args.config)
-        if args.command == "run":
-            return _run(settings)
-        if args.command == "check-config":
-            return _check(settings)
-        asyncio.run(_upgrade(settings))
-        print("database schema is up to date")
-        return 0
+        return command(args)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)

@@ -51,8 +51,9 @@ from connectors.labels import (
     severity_of,
 )
 from connectors.parsed import BodyError, Parsed, Reject, RejectReason
-from rules.loader import RULE_SUFFIXES, Loc, YamlSource, describe_error, parse_yaml
+from rules.loader import RULE_SUFFIXES
 from rules.model import AlertStatus, Event, Severity
+from rules.yamlsource import Loc, YamlSource, describe_error, parse_yaml
 
 MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 BUILT_IN_SOURCES = frozenset({"alertmanager", "prometheus", "nagios", "zabbix"})
