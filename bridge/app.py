@@ -20,7 +20,7 @@ from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
 from bridge.runtime import RUNTIME, Runtime
 from bridge.settings import Settings
-from bridge.store import database, repository
+from bridge.store import admin, database, repository
 from connectors.generic import Mapping as GenericMapping
 from connectors.generic import MappingLoadError, load_mappings
 from rules.evaluate import EngineSettings
@@ -110,7 +110,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     async with engine.connect() as conn:
         for state, count in (await repository.count_incidents_by_status(conn)).items():
             metrics.incidents.labels(state).set(count)
-        runtime.set_api_windows(await repository.list_windows(conn, include_deleted=False))
+        runtime.set_api_windows(await admin.list_windows(conn, include_deleted=False))
 
     app = web.Application(middlewares=[middleware.errors], client_max_size=settings.max_body_bytes)
     app[RUNTIME] = runtime

@@ -18,7 +18,7 @@ import orjson
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bridge.runtime import JobHealth, Runtime
-from bridge.store import repository
+from bridge.store import admin, repository
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
@@ -64,7 +64,7 @@ async def refresh_windows(runtime: Runtime) -> int:
     """Reload the maintenance windows created through the API (another replica may have
     changed them); returns how many are defined."""
     async with runtime.engine.connect() as conn:
-        rows = await repository.list_windows(conn, include_deleted=False)
+        rows = await admin.list_windows(conn, include_deleted=False)
     runtime.set_api_windows(rows)
     return len(rows)
 

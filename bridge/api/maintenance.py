@@ -19,7 +19,7 @@ from bridge.api.params import BadRequest, json_object, record_id, text
 from bridge.api.responses import error_response, json_response
 from bridge.errors import NotFound
 from bridge.runtime import RUNTIME, Runtime
-from bridge.store import repository
+from bridge.store import admin
 from rules.ruleset import MaintenanceWindow
 from rules.schedule import MaintenanceSpec
 
@@ -30,7 +30,7 @@ async def list_windows(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     include_deleted = request.query.get("include_deleted") == "true"
     async with runtime.engine.connect() as conn:
-        stored = await repository.list_windows(conn, include_deleted=include_deleted)
+        stored = await admin.list_windows(conn, include_deleted=include_deleted)
     now = runtime.clock.now()
     api = [_shown(row, runtime, now) for row in stored]
     from_rules = [_rule_window(window, now) for window in runtime.rules.maintenance]
@@ -48,10 +48,10 @@ async def create_window(request: web.Request) -> web.Response:
     now = runtime.clock.now()
     stored = spec.model_dump(mode="json", exclude_none=True)
     async with runtime.engine.begin() as conn:
-        window_id = await repository.insert_window(
+        window_id = await admin.insert_window(
             conn, spec.name, stored, meta["created_by"], meta["reason"], meta["change_ref"], now
         )
-        rows = await repository.list_windows(conn, include_deleted=False)
+        rows = await admin.list_windows(conn, include_deleted=False)
     runtime.set_api_windows(rows)
     created = next(row for row in rows if row["id"] == window_id)
     return json_response(_shown(created, runtime, now), status=201)
@@ -62,9 +62,9 @@ async def delete_window(request: web.Request) -> web.Response:
     window_id = record_id(request, "window_id", "maintenance window")
     by = request.query.get("by", "")
     async with runtime.engine.begin() as conn:
-        if not await repository.delete_window(conn, window_id, by, runtime.clock.now()):
+        if not await admin.delete_window(conn, window_id, by, runtime.clock.now()):
             raise NotFound(f"maintenance window {window_id} not found")
-        rows = await repository.list_windows(conn, include_deleted=False)
+        rows = await admin.list_windows(conn, include_deleted=False)
     runtime.set_api_windows(rows)
     return web.Response(status=204)
 

@@ -12,7 +12,7 @@ from bridge.api.params import BadRequest, choice, json_object, paging, record_id
 from bridge.api.responses import error_response, json_response
 from bridge.errors import NotFound
 from bridge.runtime import RUNTIME
-from bridge.store import reads, repository
+from bridge.store import admin, reads
 from rules.model import ProblemStatus
 
 _STATUSES = {s.value for s in ProblemStatus}
@@ -54,7 +54,7 @@ async def patch_problem(request: web.Request) -> web.Response:
     except BadRequest as exc:
         return error_response(422, str(exc))
     async with runtime.engine.begin() as conn:
-        updated = await repository.update_problem(
+        updated = await admin.update_problem(
             conn, problem_id, status, root_cause, workaround, runtime.clock.now()
         )
     if updated is None:

@@ -1,8 +1,9 @@
-"""Loads the `World` a batch needs and persists what the stages changed, on one connection.
+"""Loads the `World` a batch needs and persists what the stages changed, on one connection;
+also the pipeline's queries for the scheduled jobs (expired, held and firing alerts).
 
-Rows <-> domain values are converted here and nowhere else. All statements are Core and
-batched (`executemany`), so one group commit costs a handful of round trips whatever its size.
-Also the small writes outside the pipeline: maintenance windows and problem edits (API).
+Rows <-> domain values are converted in `rows`; the writes people make through the API
+(maintenance windows, problem edits) are in `admin`. All statements are Core and batched
+(`executemany`), so one group commit costs a handful of round trips whatever its size.
 """
 
 from __future__ import annotations
@@ -11,20 +12,30 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Update, bindparam, func, literal, or_, select, tuple_, update
+from sqlalchemy import Update, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge.store import reads
+from bridge.store.rows import (
+    alert_from_row,
+    alert_row,
+    event_row,
+    incident_from_row,
+    incident_row,
+    link_row,
+    problem_from_row,
+    problem_row,
+    stable_alert_fields,
+    timeline_row,
+    volatile_alert_row,
+)
 from bridge.store.tables import (
-    Timestamp,
     alerts,
     events,
     heartbeats,
     incident_links,
     incidents,
     inhibitors,
-    maintenance_windows,
     problems,
     timeline,
 )
@@ -35,10 +46,8 @@ from rules.model import (
     Hold,
     IncidentState,
     IncidentStatus,
-    JoinReason,
     ProblemState,
     ProblemStatus,
-    Severity,
     TimelineEntry,
 )
 from rules.world import AlertKey, InhibitKey, InhibitorChange, Link, World
@@ -251,13 +260,13 @@ async def _insert_new(conn: AsyncConnection, world: World, now: datetime) -> dic
     ids: dict[int, int] = {}
     new_problems = sorted((i for i in world.dirty_problems if i < 0), reverse=True)
     if new_problems:
-        rows = [_problem_row(world.problems[i], now) for i in new_problems]
+        rows = [problem_row(world.problems[i], now) for i in new_problems]
         statement = problems.insert().returning(problems.c.id, sort_by_parameter_order=True)
         result = await conn.execute(statement, rows)
         ids.update(zip(new_problems, result.scalars().all(), strict=True))
     new_incidents = sorted((i for i in world.dirty_incidents if i < 0), reverse=True)
     if new_incidents:
-        rows = [_incident_row(world.incidents[i], ids, now) for i in new_incidents]
+        rows = [incident_row(world.incidents[i], ids, now) for i in new_incidents]
         statement = incidents.insert().returning(incidents.c.id, sort_by_parameter_order=True)
         result = await conn.execute(statement, rows)
         ids.update(zip(new_incidents, result.scalars().all(), strict=True))
@@ -269,7 +278,7 @@ async def _update_incidents(
 ) -> None:
     rows = []
     for incident_id in sorted(i for i in world.dirty_incidents if i > 0):
-        row = _incident_row(world.incidents[incident_id], ids, now)
+        row = incident_row(world.incidents[incident_id], ids, now)
         row["b_id"] = incident_id
         rows.append(row)
     if rows:
@@ -298,11 +307,11 @@ async def _upsert_alerts(conn: AsyncConnection, world: World, ids: dict[int, int
     for key in sorted(world.dirty_alerts):
         alert, before = world.alerts[key], world.loaded_alerts.get(key)
         if before is None:
-            inserts.append(_alert_row(alert, ids))
-        elif _stable(before) == _stable(alert):
-            light.append(_volatile_row(alert))
+            inserts.append(alert_row(alert, ids))
+        elif stable_alert_fields(before) == stable_alert_fields(alert):
+            light.append(volatile_alert_row(alert))
         else:
-            full.append(_alert_row(alert, ids))
+            full.append(alert_row(alert, ids))
     if inserts:
         statement = _insert(conn, alerts)
         changing = {n: statement.excluded[n] for n in inserts[0] if n not in _ALERT_KEY}
@@ -314,30 +323,6 @@ async def _upsert_alerts(conn: AsyncConnection, world: World, ids: dict[int, int
                 row["b_source"] = row.pop("source")
                 row["b_fingerprint"] = row.pop("fingerprint")
             await conn.execute(_update_alert(tuple(rows[0])), rows)
-
-
-def _stable(alert: AlertState) -> tuple[Any, ...]:
-    """What a repeat leaves alone: when only the rest moved (counters, times, status), the row
-    update skips labels and JSON."""
-    return (
-        alert.annotations, alert.severity, alert.incident_id, alert.rule, alert.starts_at,
-        alert.generator_url, alert.group_key, alert.flapping, alert.maintenance, alert.hold,
-        alert.held_by, alert.incident_key, alert.reason, alert.also, alert.history,
-        alert.changed_at,
-    )  # fmt: skip
-
-
-def _volatile_row(alert: AlertState) -> dict[str, Any]:
-    return {
-        "source": alert.source,
-        "fingerprint": alert.fingerprint,
-        "status": alert.status,
-        "ends_at": alert.ends_at,
-        "expires_at": alert.expires_at,
-        "last_seen": alert.last_seen,
-        "count": alert.count,
-        "digest": alert.digest,
-    }
 
 
 def _update_alert(columns: tuple[str, ...]) -> Update:
@@ -361,36 +346,14 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
 
 async def _insert_links(conn: AsyncConnection, links: Sequence[Link], ids: dict[int, int]) -> None:
     if links:
-        rows = [
-            {
-                "incident_id": ids.get(link.incident_id, link.incident_id),
-                "source": link.source,
-                "fingerprint": link.fingerprint,
-                "rule": link.rule,
-                "reason": link.reason,
-                "at": link.at,
-            }
-            for link in links
-        ]
-        await conn.execute(incident_links.insert(), rows)
+        await conn.execute(incident_links.insert(), [link_row(link, ids) for link in links])
 
 
 async def _insert_timeline(
     conn: AsyncConnection, entries: Sequence[TimelineEntry], ids: dict[int, int]
 ) -> None:
     if entries:
-        rows = [
-            {
-                "incident_id": ids.get(e.incident_id, e.incident_id),
-                "at": e.at,
-                "kind": e.kind,
-                "actor": e.actor,
-                "message": e.message,
-                "fingerprint": e.fingerprint,
-            }
-            for e in entries
-        ]
-        await conn.execute(timeline.insert(), rows)
+        await conn.execute(timeline.insert(), [timeline_row(entry, ids) for entry in entries])
 
 
 async def _apply_inhibitor_changes(
@@ -432,244 +395,7 @@ async def _upsert_heartbeats(conn: AsyncConnection, beats: dict[str, datetime]) 
 async def _insert_events(
     conn: AsyncConnection, evaluations: Sequence[Evaluation], ids: dict[int, int], now: datetime
 ) -> None:
-    rows = []
-    for evaluation in evaluations:
-        # A duplicate delivery or a recheck changed no state worth logging; both are counted.
-        if evaluation.dedup.outcome in _UNLOGGED:
-            continue
-        event, alert = evaluation.event, evaluation.alert
-        incident_id = alert.incident_id if alert is not None else None
-        rows.append(
-            {
-                "received_at": now,
-                "source": event.source,
-                "fingerprint": event.fingerprint,
-                "status": event.status,
-                "outcome": evaluation.dedup.outcome,
-                "incident_id": ids.get(incident_id, incident_id) if incident_id else None,
-                "digest": event.digest,
-            }
-        )
+    # A duplicate delivery or a recheck changed no state worth logging; both are counted.
+    rows = [event_row(e, ids, now) for e in evaluations if e.dedup.outcome not in _UNLOGGED]
     if rows:
         await conn.execute(events.insert(), rows)
-
-
-# Writes from the API
-
-
-async def update_problem(
-    conn: AsyncConnection,
-    problem_id: int,
-    status: str | None,
-    root_cause: str | None,
-    workaround: str | None,
-    now: datetime,
-) -> dict[str, Any] | None:
-    """Edit a problem (fields given as None stay; `status` is a `ProblemStatus` value); returns
-    it as `reads.get_problem` does, or None if there is no such problem. Resolving keeps the
-    first `resolved_at`; any other status clears it. Reopening while another problem of the key
-    is active raises `IntegrityError`."""
-    values: dict[str, Any] = {"updated_at": now}
-    if status is not None:
-        values["status"] = ProblemStatus(status)
-        values["resolved_at"] = (
-            func.coalesce(problems.c.resolved_at, literal(now, Timestamp))
-            if values["status"] is ProblemStatus.RESOLVED
-            else None
-        )
-    if root_cause is not None:
-        values["root_cause"] = root_cause
-    if workaround is not None:
-        values["workaround"] = workaround
-    result = await conn.execute(update(problems).where(problems.c.id == problem_id).values(values))
-    if result.rowcount == 0:
-        return None
-    return await reads.get_problem(conn, problem_id)
-
-
-async def insert_window(
-    conn: AsyncConnection,
-    name: str,
-    spec: dict[str, Any],
-    created_by: str,
-    reason: str,
-    change_ref: str,
-    now: datetime,
-) -> int:
-    row = {
-        "name": name,
-        "spec": spec,
-        "created_by": created_by,
-        "reason": reason,
-        "change_ref": change_ref,
-        "created_at": now,
-    }
-    statement = maintenance_windows.insert().returning(maintenance_windows.c.id)
-    result = await conn.execute(statement, row)
-    return int(result.scalar_one())
-
-
-async def delete_window(conn: AsyncConnection, window_id: int, by: str, now: datetime) -> bool:
-    """Soft delete (kept for the audit trail); False if there is no such live window."""
-    statement = (
-        update(maintenance_windows)
-        .where(maintenance_windows.c.id == window_id, maintenance_windows.c.deleted_at.is_(None))
-        .values(deleted_at=now, deleted_by=by)
-    )
-    return (await conn.execute(statement)).rowcount > 0
-
-
-async def list_windows(conn: AsyncConnection, include_deleted: bool) -> list[dict[str, Any]]:
-    query = select(maintenance_windows).order_by(maintenance_windows.c.id)
-    if not include_deleted:
-        query = query.where(maintenance_windows.c.deleted_at.is_(None))
-    return [{str(k): v for k, v in row._mapping.items()} for row in await conn.execute(query)]
-
-
-# Rows <-> domain values
-
-
-def _incident_row(incident: IncidentState, ids: dict[int, int], now: datetime) -> dict[str, Any]:
-    problem_id = incident.problem_id
-    return {
-        "key": incident.key,
-        "rule": incident.rule,
-        "title": incident.title,
-        "severity": incident.severity,
-        "status": incident.status,
-        "opened_at": incident.opened_at,
-        "acknowledged_at": incident.acknowledged_at,
-        "resolved_at": incident.resolved_at,
-        "first_alert_at": incident.first_alert_at,
-        "last_alert_at": incident.last_alert_at,
-        "firing_alerts": incident.firing_alerts,
-        "alert_count": incident.alert_count,
-        "reopen_count": incident.reopen_count,
-        "updated_at": now,
-        "priority": incident.priority,
-        "ci": incident.ci,
-        "service": incident.service,
-        "problem_id": ids.get(problem_id, problem_id) if problem_id is not None else None,
-        "seq": incident.seq,
-    }
-
-
-def _problem_row(problem: ProblemState, now: datetime) -> dict[str, Any]:
-    return {
-        "key": problem.key,
-        "rule": problem.rule,
-        "title": problem.title,
-        "status": problem.status,
-        "opened_at": problem.opened_at,
-        "updated_at": problem.updated_at,
-        "incident_count": problem.incident_count,
-        "ci": problem.ci,
-        "root_cause": problem.root_cause,
-        "workaround": problem.workaround,
-        "resolved_at": None if problem.status.is_active else now,
-    }
-
-
-def _alert_row(alert: AlertState, ids: dict[int, int]) -> dict[str, Any]:
-    incident_id = alert.incident_id
-    return {
-        "source": alert.source,
-        "fingerprint": alert.fingerprint,
-        "status": alert.status,
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
-        "severity": alert.severity,
-        "starts_at": alert.starts_at,
-        "ends_at": alert.ends_at,
-        "expires_at": alert.expires_at,
-        "generator_url": alert.generator_url,
-        "group_key": alert.group_key,
-        "first_seen": alert.first_seen,
-        "last_seen": alert.last_seen,
-        "count": alert.count,
-        "digest": alert.digest,
-        "incident_id": ids.get(incident_id, incident_id) if incident_id is not None else None,
-        "rule": alert.rule,
-        "flapping": alert.flapping,
-        "flap_reported": alert.flap_reported,
-        "maintenance": alert.maintenance,
-        "hold": alert.hold,
-        "held_by": alert.held_by,
-        "incident_key": alert.incident_key,
-        "reason": alert.reason,
-        "also": [ids.get(i, i) for i in alert.also],
-        "history": alert.history,
-        "changed_at": alert.changed_at,
-    }
-
-
-def alert_from_row(row: Row[Any]) -> AlertState:
-    return AlertState(
-        source=row.source,
-        fingerprint=row.fingerprint,
-        status=AlertStatus(row.status),
-        labels=row.labels,
-        annotations=row.annotations,
-        severity=Severity(row.severity),
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        expires_at=row.expires_at,
-        generator_url=row.generator_url,
-        group_key=row.group_key,
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-        count=row._mapping["count"],
-        digest=row.digest,
-        incident_id=row.incident_id,
-        rule=row.rule,
-        flapping=row.flapping,
-        flap_reported=row.flap_reported,
-        maintenance=row.maintenance,
-        hold=Hold(row.hold),
-        held_by=row.held_by,
-        incident_key=row.incident_key,
-        reason=JoinReason(row.reason) if row.reason is not None else None,
-        also=tuple(row.also),
-        history=row.history,
-        changed_at=row.changed_at,
-    )
-
-
-def incident_from_row(row: Row[Any]) -> IncidentState:
-    return IncidentState(
-        id=row.id,
-        key=row.key,
-        rule=row.rule,
-        title=row.title,
-        severity=Severity(row.severity),
-        status=IncidentStatus(row.status),
-        opened_at=row.opened_at,
-        acknowledged_at=row.acknowledged_at,
-        resolved_at=row.resolved_at,
-        first_alert_at=row.first_alert_at,
-        last_alert_at=row.last_alert_at,
-        firing_alerts=row.firing_alerts,
-        alert_count=row.alert_count,
-        reopen_count=row.reopen_count,
-        priority=row.priority,
-        ci=row.ci,
-        service=row.service,
-        problem_id=row.problem_id,
-        seq=row.seq,
-    )
-
-
-def problem_from_row(row: Row[Any]) -> ProblemState:
-    return ProblemState(
-        id=row.id,
-        key=row.key,
-        rule=row.rule,
-        title=row.title,
-        status=ProblemStatus(row.status),
-        opened_at=row.opened_at,
-        updated_at=row.updated_at,
-        incident_count=row.incident_count,
-        ci=row.ci,
-        root_cause=row.root_cause,
-        workaround=row.workaround,
-    )

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bridge.store import database, reads, repository
+from bridge.store import admin, database, reads, repository
 from bridge.store.tables import alerts, events, incident_links, incidents, inhibitors, timeline
 from rules.dedup import DedupDecision, DedupOutcome
 from rules.effects import Evaluation, apply
@@ -211,7 +211,7 @@ async def test_updates_after_reload(engine: AsyncEngine) -> None:
     stored_incident, stored_problem = ids[incident_id], ids[problem_id]
     # An operator marks the problem a known error while the engine holds the old state.
     async with engine.begin() as conn:
-        edited = await repository.update_problem(
+        edited = await admin.update_problem(
             conn, stored_problem, "known_error", "full disk", None, at(1)
         )
     assert edited is not None
@@ -415,9 +415,9 @@ async def test_problems_read_and_edit(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         detail = await reads.get_problem(conn, stored)
         active = await reads.list_problems(conn, "active", 10, 0)
-        resolved = await repository.update_problem(conn, stored, "resolved", None, "df", at(5))
-        again = await repository.update_problem(conn, stored, "resolved", None, None, at(9))
-        missing = await repository.update_problem(conn, stored + 100, None, "x", None, at(9))
+        resolved = await admin.update_problem(conn, stored, "resolved", None, "df", at(5))
+        again = await admin.update_problem(conn, stored, "resolved", None, None, at(9))
+        missing = await admin.update_problem(conn, stored + 100, None, "x", None, at(9))
         none_active = await reads.list_problems(conn, "active", 10, 0)
     assert detail is not None
     assert detail["incidents"] == [
@@ -437,12 +437,12 @@ async def test_problems_read_and_edit(engine: AsyncEngine) -> None:
 async def test_maintenance_windows(engine: AsyncEngine) -> None:
     spec = {"name": "patching", "matchers": ["instance=~db-.*"], "start": "2026-11-24T22:00Z"}
     async with engine.begin() as conn:
-        first = await repository.insert_window(conn, "patching", spec, "ops", "kernel", "CHG1", T0)
-        second = await repository.insert_window(conn, "other", {}, "ops", "", "", T0)
-        assert await repository.delete_window(conn, second, "alice", at(60))
-        assert not await repository.delete_window(conn, second, "alice", at(60))
-        live = await repository.list_windows(conn, include_deleted=False)
-        every = await repository.list_windows(conn, include_deleted=True)
+        first = await admin.insert_window(conn, "patching", spec, "ops", "kernel", "CHG1", T0)
+        second = await admin.insert_window(conn, "other", {}, "ops", "", "", T0)
+        assert await admin.delete_window(conn, second, "alice", at(60))
+        assert not await admin.delete_window(conn, second, "alice", at(60))
+        live = await admin.list_windows(conn, include_deleted=False)
+        every = await admin.list_windows(conn, include_deleted=True)
     assert [w["id"] for w in live] == [first]
     assert live[0]["spec"] == spec
     assert (live[0]["created_by"], live[0]["reason"], live[0]["change_ref"]) == (
