@@ -92,17 +92,20 @@ def place(fx: Effects, alert: AlertState, labels: Mapping[str, str]) -> AlertSta
         what = "suppressed" if hold is Hold.MAINTENANCE else "inhibited"
         return _hold(fx, alert, hold, held_by, stage, rule, what)
     released = alert.hold is not Hold.NONE
+    # Placed afresh: it is in the incidents it joins now only (a symptom leaves the incidents
+    # of its `continue` routes), and one it was in before does not count it as a new member.
+    members = alert.incident_ids
+    alert = evolve(alert, also=())
     root = _root_cause(fx, labels)
     if root is not None:
         reason = JoinReason.RELEASED if released else JoinReason.SYMPTOM
         message = f"symptom of {root.ci}: {incidents.describe(alert)}"
-        joined = _attach(fx, root, alert, labels, TOPOLOGY_RULE, reason, message)
+        joined = _attach(fx, root, alert, labels, TOPOLOGY_RULE, reason, message, members)
         return _primary(alert, joined, TOPOLOGY_RULE, reason)
     found = routes(fx.rules, labels)
-    alert = evolve(alert, also=())
-    alert = _join(fx, found[0], alert, labels, primary=True, released=released)
+    alert = _join(fx, found[0], alert, labels, members, primary=True, released=released)
     for route in found[1:]:
-        alert = _join(fx, route, alert, labels, primary=False, released=released)
+        alert = _join(fx, route, alert, labels, members, primary=False, released=released)
     return alert
 
 
@@ -132,6 +135,7 @@ def _join(
     route: Route,
     alert: AlertState,
     labels: Mapping[str, str],
+    members: tuple[int, ...],
     *,
     primary: bool,
     released: bool,
@@ -146,7 +150,8 @@ def _join(
     if latest is not None and _joinable(fx, rule, latest):
         if not latest.status.is_active:
             latest = _reopen(fx, latest, alert)
-        joined = _attach(fx, latest, alert, labels, rule.name, grouped, incidents.describe(alert))
+        message = incidents.describe(alert)
+        joined = _attach(fx, latest, alert, labels, rule.name, grouped, message, members)
         return _link(alert, joined, rule.name, grouped, primary)
     pending = [a for a in fx.world.pending(route.key) if a.fingerprint != alert.fingerprint]
     if primary and len(pending) + 1 < rule.min_alerts:
@@ -158,7 +163,7 @@ def _join(
     seq = latest.seq + 1 if latest is not None else 0
     incident = _open(fx, route, alert, labels, seq)
     reason = JoinReason.OPENED if primary else JoinReason.CONTINUED
-    joined = _attach(fx, incident, alert, labels, rule.name, reason, incidents.describe(alert))
+    joined = _attach(fx, incident, alert, labels, rule.name, reason, incidents.describe(alert), ())
     if primary:
         for waiting in pending:
             _release_pending(fx, joined, waiting, rule.name)
@@ -236,8 +241,9 @@ def _attach(
     rule: str,
     reason: JoinReason,
     message: str,
+    members: tuple[int, ...],
 ) -> IncidentState:
-    updated = incidents.with_member(incident, alert, fx.now)
+    updated = incidents.with_member(incident, alert, fx.now, returning=incident.id in members)
     updated, raised = _reprioritized(fx, updated, alert, labels)
     kind = TimelineKind.OPENED if reason is JoinReason.OPENED else TimelineKind.ALERT_ATTACHED
     if reason is JoinReason.OPENED:
@@ -257,7 +263,9 @@ def _attach(
 
 def _release_pending(fx: Effects, incident: IncidentState, alert: AlertState, rule: str) -> None:
     current = fx.incident(incident.id) or incident
-    joined = _attach(fx, current, alert, alert.labels, rule, JoinReason.GROUPED, _held(alert))
+    joined = _attach(
+        fx, current, alert, alert.labels, rule, JoinReason.GROUPED, _held(alert), alert.incident_ids
+    )
     fx.put_alert(_primary(alert, joined, rule, JoinReason.GROUPED))
 
 

@@ -67,9 +67,11 @@ def opened(
     )
 
 
-def with_member(incident: IncidentState, alert: AlertState, now: datetime) -> IncidentState:
-    """The incident after `alert` joined it firing (again)."""
-    returning = incident.id in alert.incident_ids
+def with_member(
+    incident: IncidentState, alert: AlertState, now: datetime, *, returning: bool
+) -> IncidentState:
+    """The incident after `alert` joined it firing (again); `returning`: it was a member
+    before, so it is no new member."""
     return evolve(
         incident,
         severity=max_severity(incident.severity, alert.severity),

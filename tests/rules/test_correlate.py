@@ -368,3 +368,21 @@ def test_pending_alerts_open_their_incident_at_the_tick_after_a_reload_lowers_mi
     assert sorted(pipeline.members(incident)) == ["a", "b"]
     assert (incident.firing_alerts, incident.alert_count) == (2, 2)
     assert [pipeline.alert(fp).hold for fp in ("a", "b")] == [Hold.NONE, Hold.NONE]
+
+
+def test_an_alert_refiring_into_its_reopened_continued_incident_is_counted_once() -> None:
+    rules = RuleSet(
+        correlate=(
+            correlate("db-team", 'team="db"', group_by=("team",), cont=True),
+            correlate("per-host", group_by=("host",)),
+        )
+    )
+    pipeline = Pipeline(rules)
+    alert_labels = labels("DiskFull", "db-1", team="db")
+    pipeline.send(firing("a", alert_labels), at(0))
+    pipeline.send(resolved("a", alert_labels, until=30), at(30))
+    pipeline.send(firing("a", alert_labels, since=60), at(60))
+    team, host = pipeline.incidents()
+    assert [(i.status, i.reopen_count) for i in (team, host)] == [(IncidentStatus.NEW, 1)] * 2
+    assert [(i.firing_alerts, i.alert_count) for i in (team, host)] == [(1, 1), (1, 1)]
+    assert pipeline.alert("a").also == (host.id,)

@@ -154,3 +154,31 @@ def test_the_same_host_down_from_three_sources_is_one_incident() -> None:
         pipeline.send(firing("db", down("db-1"), source=source, since=second), at(second))
     incident = pipeline.only_incident()
     assert (incident.ci, incident.firing_alerts) == ("db-1", 3)
+
+
+def test_a_symptom_that_was_in_a_continued_incident_before_leaves_it_only_once() -> None:
+    # web-1's alert first opens two incidents (continue); after it resolved, it fires again
+    # while its hypervisor is down and joins that incident as a symptom. Its second resolve
+    # must not count against the per-host incident it is no longer in, where another alert
+    # still fires.
+    rules = RuleSet(
+        topology=shipped_topology(),
+        correlate=(
+            correlate("host-down", 'alertname="HostDown"', group_by=("host",)),
+            correlate("web-team", 'team="web"', group_by=("team",), cont=True),
+            correlate("per-host", group_by=("host",)),
+        ),
+    )
+    pipeline = Pipeline(rules)
+    slow = labels("SlowPage", "web-1", team="web")
+    pipeline.send(firing("a", slow), at(0))
+    pipeline.send(firing("b", labels("CertExpiry", "web-1")), at(10))
+    per_host = pipeline.incident_of("b")
+    pipeline.send(resolved("a", slow, until=20), at(20))
+    pipeline.send(firing("hv", down("hv-1"), since=30), at(30))
+    pipeline.send(firing("a", slow, since=40), at(40))
+    assert pipeline.incident_of("a") == pipeline.incident_of("hv")
+    assert pipeline.alert("a").also == ()
+    pipeline.send(resolved("a", slow, since=40, until=50), at(50))
+    per_host = pipeline.world.incidents[per_host.id]
+    assert (per_host.status, per_host.firing_alerts) == (IncidentStatus.NEW, 1)
