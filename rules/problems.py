@@ -48,7 +48,11 @@ def _apply(fx: Effects, rule: ProblemRule, incident: IncidentState, key: str) ->
     else:
         # Incidents that share the CI, each once: one incident reopening is a recurrence, not
         # a second incident with the same cause.
-        earlier = [i for i in fx.world.recent(None, incident.ci, since) if i.id != incident.id]
+        earlier = [
+            i
+            for i in fx.world.recent(None, incident.ci, since)
+            if i.id != incident.id and (not rule.rules or i.rule in rule.rules)
+        ]
         occurrences = 1 + len(earlier)
     if occurrences < rule.count:
         return False

@@ -227,3 +227,25 @@ def test_shipped_rules_open_a_problem_for_an_incident_recurring_three_times() ->
         pipeline.send(resolved("a", item, since=start, until=start + 60), at(start + 60))
     [found] = pipeline.problems()
     assert (found.rule, found.incident_count) == ("recurring", 3)
+
+
+def test_a_ci_rule_limited_to_some_correlate_rules_counts_only_their_incidents() -> None:
+    # `rules: [host-down]`: a disk incident on db-1 and then a host-down incident on db-1 are
+    # not two host-down incidents on one CI.
+    rules = RuleSet(
+        topology=shipped_topology(),
+        correlate=(
+            correlate("host-down", 'alertname="HostDown"', group_by=("host",)),
+            correlate("per-alert", group_by=("alertname", "host")),
+        ),
+        problems=(
+            problem(
+                "shared", by=ProblemBy.CI, count=2, within=HOUR, rules=frozenset({"host-down"})
+            ),
+        ),
+    )
+    pipeline = Pipeline(rules)
+    pipeline.send(firing("disk", DISK), at(0))
+    pipeline.send(firing("down", labels("HostDown", "db-1"), since=60), at(60))
+    assert pipeline.problems() == []
+    assert [i.problem_id for i in pipeline.incidents()] == [None, None]
