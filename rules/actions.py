@@ -65,7 +65,9 @@ def act(fx: Effects, labels: Mapping[str, str]) -> None:
     flagged = _flagged(alert, event.kind)
     if flagged is None:
         return
-    if flagged.counts_firing != alert.counts_firing:
+    if flagged.counts_firing and not alert.counts_firing:
+        incidents.recount(fx, flagged, +1)  # a resolved alert flaps: it keeps them open
+    elif alert.counts_firing and not flagged.counts_firing:
         incidents.leave(fx, alert, flagged)
     if flagged.status is AlertStatus.FIRING and _needs_placing(alert, flagged):
         flagged = place(fx, flagged, labels)

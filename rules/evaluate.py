@@ -136,9 +136,13 @@ def _firing(
         return evolve(alert, hold=Hold.HEARTBEAT, held_by="heartbeat")
     outcome = fx.dedup.outcome
     active = [i for i in (fx.incident(n) for n in alert.incident_ids) if i and i.status.is_active]
-    if outcome.fires and prior is not None and prior.counts_firing and active:
-        # Flapping: it resolved without leaving its incident, and now fires again, quietly.
-        return _seen(fx, alert, active, changed=False)
+    if outcome.fires and prior is not None and prior.counts_firing:
+        if active:
+            # Flapping: it resolved without leaving its incident, and now fires again, quietly.
+            return _seen(fx, alert, active, changed=False)
+        # Flapping, but its incidents were resolved meanwhile (by an operator, or `resolve_on`):
+        # it stops counting there, and counts again where it is placed now.
+        incidents.recount(fx, alert, -1)
     if outcome.fires or (alert.hold in _RECHECKED and _hold_moved(fx, alert, labels)):
         return place(fx, alert, labels)
     return _seen(fx, alert, active, changed=outcome is DedupOutcome.CHANGED)

@@ -141,6 +141,18 @@ def leave(fx: Effects, prior: AlertState, alert: AlertState) -> None:
         fx.put_incident(updated)
 
 
+def recount(fx: Effects, alert: AlertState, delta: int) -> None:
+    """Count a member that starts (+1) or stops (-1) counting as firing in each of its
+    incidents, without a lifecycle change: a sender reports a resolved alert flapping, or a
+    flapping alert fires again after its incidents were resolved (it is counted afresh where
+    it joins then)."""
+    for incident_id in alert.incident_ids:
+        incident = fx.incident(incident_id)
+        if incident is not None:
+            firing = max(incident.firing_alerts + delta, 0)
+            fx.put_incident(evolve(incident, firing_alerts=firing))
+
+
 class Refusal(enum.StrEnum):
     """Why an operator action cannot be applied (the API answers 409 with this)."""
 

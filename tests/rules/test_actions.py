@@ -259,3 +259,24 @@ def test_a_problem_again_while_the_sender_reports_flapping_does_not_reopen_or_re
     )
     assert again.alert is not None
     assert again.alert.reason is JoinReason.OPENED
+
+
+def test_a_recovered_alert_the_sender_reports_flapping_keeps_its_incident_open() -> None:
+    # a and b share an incident; a recovers, then Nagios reports it flapping: it keeps the
+    # incident open after b resolves, until Nagios reports the flapping over.
+    pipeline = Pipeline()
+    pipeline.send(firing("a", source=NAGIOS), at(0))
+    pipeline.send(firing("b", source=NAGIOS), at(5))
+    pipeline.send(resolved("a", source=NAGIOS, until=10), at(10))
+    pipeline.send(action(EventKind.FLAPPING_START, "a"), at(20))
+    assert pipeline.only_incident().firing_alerts == 2
+    pipeline.send(resolved("b", source=NAGIOS, until=30), at(30))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts) == (IncidentStatus.NEW, 1)
+    pipeline.send(action(EventKind.FLAPPING_STOP, "a"), at(40))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts, incident.resolved_at) == (
+        IncidentStatus.RESOLVED,
+        0,
+        at(40),
+    )

@@ -21,6 +21,7 @@ from rules.flapping import (
     settled,
     steady_history,
 )
+from rules.incidents import Refusal, resolve
 from rules.model import AlertStatus, IncidentStatus, TimelineKind
 from rules.ruleset import RuleSet
 from tests.rules.builders import at, firing, labels, minutes, resolved
@@ -388,3 +389,20 @@ def test_with_detection_disabled_every_cycle_resolves_and_reopens() -> None:
     incident = pipeline.only_incident()
     assert (incident.status, incident.reopen_count) == (IncidentStatus.RESOLVED, 9)
     assert pipeline.decisions("flapping") == []
+
+
+def test_a_flapping_alert_firing_after_an_operator_resolved_its_incident_counts_once() -> None:
+    # The incident of a flapping alert is resolved by hand; the alert fires again, reopens it
+    # and resolves: once it settles, the incident resolves (its count does not stay at 1).
+    pipeline = Pipeline()
+    last = flap(pipeline, 10)
+    decided = resolve(pipeline.only_incident(), "alice", "noisy", at(last + 10))
+    assert not isinstance(decided, Refusal)
+    pipeline.world.put_incident(decided[0])
+    again = last + 60
+    pipeline.send(firing("a", FLAPPY, since=again), at(again))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.firing_alerts) == (IncidentStatus.NEW, 1)
+    pipeline.send(resolved("a", FLAPPY, since=again, until=again + 30), at(again + 30))
+    pipeline.tick(at(again + 30 + minutes(30)))
+    assert pipeline.only_incident().status is IncidentStatus.RESOLVED
