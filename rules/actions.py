@@ -69,7 +69,10 @@ def act(fx: Effects, labels: Mapping[str, str]) -> None:
         incidents.recount(fx, flagged, +1)  # a resolved alert flaps: it keeps them open
     elif alert.counts_firing and not flagged.counts_firing:
         incidents.leave(fx, alert, flagged)
-    if flagged.status is AlertStatus.FIRING and _needs_placing(alert, flagged):
+    # Placed only while the sender still reports it firing: a DOWNTIMEEND in state OK (the
+    # recovery inside the downtime was not notified) is followed by its resolve.
+    firing = flagged.status is AlertStatus.FIRING and event.status is AlertStatus.FIRING
+    if firing and _needs_placing(alert, flagged):
         flagged = place(fx, flagged, labels)
     fx.put_alert(flagged)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from rules.dedup import DedupOutcome
-from rules.model import EventKind, Hold, IncidentStatus, JoinReason, TimelineKind
+from rules.model import AlertStatus, EventKind, Hold, IncidentStatus, JoinReason, TimelineKind
 from tests.rules.builders import action, at, firing, resolved
 from tests.rules.world import Pipeline
 
@@ -280,3 +282,19 @@ def test_a_recovered_alert_the_sender_reports_flapping_keeps_its_incident_open()
         0,
         at(40),
     )
+
+
+def test_a_downtime_that_ends_after_a_silent_recovery_opens_nothing() -> None:
+    # Nagios sends no RECOVERY inside a downtime: its DOWNTIMEEND says the state is OK (the
+    # connector makes it a resolved MAINTENANCE_END, then a resolve). The held alert must not
+    # open an incident for the instant between the two.
+    pipeline = Pipeline()
+    pipeline.send(resolved(source=NAGIOS, until=0), at(0))
+    pipeline.send(action(EventKind.MAINTENANCE_START), at(5))
+    pipeline.send(firing(source=NAGIOS, since=10), at(10))
+    ended = replace(action(EventKind.MAINTENANCE_END), status=AlertStatus.RESOLVED)
+    pipeline.send(ended, at(60))
+    pipeline.send(resolved(source=NAGIOS, since=10, until=60), at(60))
+    assert pipeline.incidents() == []
+    alert = pipeline.alert("fp1", NAGIOS)
+    assert (alert.status, alert.hold, alert.maintenance) == (AlertStatus.RESOLVED, Hold.NONE, False)
