@@ -65,6 +65,10 @@ class Prepared:
 
 def prepare(ruleset: RuleSet, event: Event) -> Prepared:
     event, normalized = normalize(ruleset, event)
+    if event.source == heartbeats.SOURCE:
+        # A heartbeat's alert is known by the heartbeat's name (the check and the recovery
+        # look it up so), whatever fingerprint a dedup rule would give it.
+        return Prepared(event, normalized)
     return Prepared(identify(dedup_rule(ruleset, event.match_labels()), event), normalized)
 
 

@@ -4,11 +4,13 @@ beating events (Alertmanager's Watchdog) are held as `heartbeat` and open nothin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from rules.heartbeats import ALERTNAME, SOURCE
 from rules.model import AlertStatus, Hold, IncidentStatus, Severity
-from rules.ruleset import RuleSet
+from rules.ruleset import DedupRule, RuleSet
 from tests.rules.builders import at, event, heartbeat, shipped_rules
 from tests.rules.world import Pipeline
 
@@ -124,3 +126,13 @@ def test_shipped_watchdog_heartbeat() -> None:
     incident = pipeline.only_incident()
     assert incident.rule == "per-alert"
     assert incident.title.startswith("Alertmanager's Watchdog has not arrived for 5 minutes")
+
+
+def test_a_dedup_fingerprint_rule_does_not_lose_the_heartbeats_alert() -> None:
+    by_labels = DedupRule("by-labels", (), fingerprint=("alertname", "instance"))
+    pipeline = Pipeline(replace(RULES, dedup=(by_labels,)))
+    beat(pipeline, 0)
+    pipeline.tick(at(301))
+    beat(pipeline, 500)
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.resolved_at) == (IncidentStatus.RESOLVED, at(500))
