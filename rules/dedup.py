@@ -202,7 +202,8 @@ def expiry_event(alert: AlertState) -> Event:
     Prometheus re-sends a firing alert with a later `endsAt`; when none came before the last
     one passed, the alert ended at that time (Alertmanager's resolve_timeout semantics).
     """
-    return ended(alert, alert.expires_at or alert.last_seen, "expired")
+    expired = ended(alert, alert.expires_at or alert.last_seen, "expired")
+    return evolve(expired, from_sender=False)  # the sender went quiet: no heartbeat beat
 
 
 def ended(alert: AlertState, at: datetime, why: str) -> Event:

@@ -107,6 +107,8 @@ def evaluate(ctx: Context, world: World, event: Event | Prepared) -> Evaluation:
 
 
 def _beat(fx: Effects, labels: Mapping[str, str]) -> None:
+    if not fx.event.from_sender:
+        return
     for name in heartbeats.beaten(fx.rules, labels):
         fx.beats.append(name)
         last = fx.world.heartbeats.get(name)

@@ -134,6 +134,9 @@ class Event:
     # and comment, a downtime's author, a custom notification's text).
     actor: str = ""
     message: str = ""
+    # False for a state the bridge infers without hearing from the sender (a level-triggered
+    # alert's expiry): such an event shows no sign of life and beats no heartbeat.
+    from_sender: bool = True
 
     def match_labels(self) -> dict[str, str]:
         """The labels that rules see: the event's own plus the pseudo-labels."""

@@ -128,6 +128,21 @@ def test_shipped_watchdog_heartbeat() -> None:
     assert incident.title.startswith("Alertmanager's Watchdog has not arrived for 5 minutes")
 
 
+def test_the_expiry_of_a_beating_alert_is_no_beat() -> None:
+    # Prometheus pushes its Watchdog with an end time; when Prometheus dies the Watchdog
+    # expires. That silence must not count as a beat and put the miss off.
+    pipeline = Pipeline(RULES)
+    pipeline.send(
+        event("wd", source="prometheus", labels={"alertname": "Watchdog"}, expires_at=at(240)),
+        at(0),
+    )
+    pipeline.tick(at(250))
+    assert pipeline.alert("wd").status is AlertStatus.RESOLVED  # expired
+    assert pipeline.world.heartbeats == {"watchdog": at(0)}
+    pipeline.tick(at(301))
+    assert pipeline.alert("watchdog", SOURCE).status is AlertStatus.FIRING
+
+
 def test_a_dedup_fingerprint_rule_does_not_lose_the_heartbeats_alert() -> None:
     by_labels = DedupRule("by-labels", (), fingerprint=("alertname", "instance"))
     pipeline = Pipeline(replace(RULES, dedup=(by_labels,)))
