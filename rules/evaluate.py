@@ -138,8 +138,6 @@ def _stages(
 def _firing(
     fx: Effects, prior: AlertState | None, alert: AlertState, labels: Mapping[str, str]
 ) -> AlertState:
-    if heartbeats.beaten(fx.rules, labels):
-        return evolve(alert, hold=Hold.HEARTBEAT, held_by="heartbeat")
     outcome = fx.dedup.outcome
     active = [i for i in (fx.incident(n) for n in alert.incident_ids) if i and i.status.is_active]
     if outcome.fires and prior is not None and prior.counts_firing:
@@ -149,9 +147,24 @@ def _firing(
         # Flapping, but its incidents were resolved meanwhile (by an operator, or `resolve_on`):
         # it stops counting there, and counts again where it is placed now.
         incidents.recount(fx, alert, -1)
-    if outcome.fires or (alert.hold in _RECHECKED and _hold_moved(fx, alert, labels)):
+    if heartbeats.beaten(fx.rules, labels):
+        # Held when it would be placed; one in an incident since before its heartbeat rule came
+        # stays there, counted, until it resolves.
+        if outcome.fires or alert.hold is not Hold.NONE:
+            return evolve(
+                alert, hold=Hold.HEARTBEAT, held_by="heartbeat", incident_id=None, also=()
+            )
+    elif outcome.fires or _released(fx, alert, labels):
         return place(fx, alert, labels)
     return _seen(fx, alert, active, changed=outcome is DedupOutcome.CHANGED)
+
+
+def _released(fx: Effects, alert: AlertState, labels: Mapping[str, str]) -> bool:
+    """Whether a held alert seen again is to be placed: it beats no heartbeat any more (its
+    rule is gone), or what held it ended."""
+    if alert.hold is Hold.HEARTBEAT:
+        return True
+    return alert.hold in _RECHECKED and _hold_moved(fx, alert, labels)
 
 
 _RECHECKED = (Hold.MAINTENANCE, Hold.INHIBITED)

@@ -151,3 +151,25 @@ def test_a_dedup_fingerprint_rule_does_not_lose_the_heartbeats_alert() -> None:
     beat(pipeline, 500)
     incident = pipeline.only_incident()
     assert (incident.status, incident.resolved_at) == (IncidentStatus.RESOLVED, at(500))
+
+
+def test_an_alert_in_an_incident_before_its_heartbeat_rule_came_keeps_counting_there() -> None:
+    # The Watchdog opened an incident before the heartbeat rule was added; after the reload
+    # it is no longer placed anew, but when it resolves its incident resolves.
+    pipeline = Pipeline()
+    watchdog = {"alertname": "Watchdog"}
+    pipeline.send(event("wd", labels=watchdog), at(0))
+    pipeline.rules = RULES
+    pipeline.send(event("wd", labels=watchdog, annotations={"n": "1"}), at(60))
+    pipeline.send(event("wd", AlertStatus.RESOLVED, labels=watchdog, ends_at=at(120)), at(120))
+    assert pipeline.only_incident().status is IncidentStatus.RESOLVED
+
+
+def test_a_beating_alert_whose_heartbeat_rule_is_gone_is_placed_like_any_alert() -> None:
+    pipeline = Pipeline(RULES)
+    watchdog = {"alertname": "Watchdog"}
+    pipeline.send(event("wd", labels=watchdog), at(0))
+    pipeline.rules = RuleSet()
+    pipeline.send(event("wd", labels=watchdog, annotations={"n": "1"}), at(60))
+    alert = pipeline.alert("wd", "alertmanager")
+    assert (alert.hold, alert.incident_id) == (Hold.NONE, pipeline.only_incident().id)
