@@ -39,12 +39,13 @@ from rules import incidents as incident_stage
 from rules.dedup import DedupOutcome, expiry_event
 from rules.effects import Context, EngineSettings, Evaluation, apply
 from rules.evaluate import Lookups, Prepared, lookups, prepare, run
+from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 from rules.heartbeats import missed_event
 from rules.incidents import IncidentAction, Refusal
 from rules.model import AlertState, AlertStatus, Event, IncidentState, IncidentStatus
 from rules.recheck import as_event, needs_recheck, recheck
 from rules.ruleset import MaintenanceWindow, RuleSet
-from rules.timers import due_heartbeats
+from rules.timers import due_heartbeats, gone_heartbeats
 from rules.world import AlertKey, World
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class Pipeline:
                 item.result = self._recheck(ctx, world, item.recheck, evaluations)
             if item.heartbeats:
                 missed = due_heartbeats(ctx, world)
-                for beat in missed:
+                for beat in [*missed, *gone_heartbeats(ctx, world)]:
                     evaluations.extend(run(ctx, world, beat))
                 item.result = len(missed)
             if item.action is not None:
@@ -291,9 +292,12 @@ class Pipeline:
                 found.alerts.add((alert.source, alert.fingerprint))
                 found.merge(_recheck_lookups(rules, alert))
             if item.heartbeats:
-                # What a missed-heartbeat event may read (its incident key, problems).
+                # What a missed-heartbeat event may read (its incident key, problems), and the
+                # firing heartbeat alerts, to resolve those whose rule a reload removed.
                 missed = [missed_event(r, ctx.now, ctx.now) for r in rules.heartbeats]
                 found.merge(lookups(rules, [prepare(rules, event).event for event in missed]))
+                firing = await repository.firing_alerts(conn, HEARTBEAT_SOURCE)
+                found.alerts.update((a.source, a.fingerprint) for a in firing)
         incident_ids = [item.action.incident_id for item in batch if item.action]
         windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]
         return await repository.load_world(conn, found, incident_ids, ctx.now - max(windows))

@@ -22,6 +22,7 @@ from bridge.store import admin, repository
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
+from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,12 @@ async def recheck_held(runtime: Runtime) -> int:
 
 
 async def check_heartbeats(runtime: Runtime) -> int:
-    """Open an incident for every heartbeat that is late; returns how many were."""
+    """Open an incident for every heartbeat that is late, and resolve those of heartbeats a
+    reload removed; returns how many were late."""
     if not runtime.rules.heartbeats:
-        return 0
+        async with runtime.engine.connect() as conn:
+            if not await repository.firing_alerts(conn, HEARTBEAT_SOURCE):
+                return 0  # no heartbeat rules, and none left behind by a reload
     return await runtime.pipeline.check_heartbeats()
 
 

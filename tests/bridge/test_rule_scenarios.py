@@ -6,8 +6,12 @@ incidents that become a problem, a missed heartbeat, and a hot reload."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from bridge import jobs
 from tests.bridge.conftest import CAPTURED, Bridge
@@ -234,3 +238,37 @@ async def test_reload_validates_everything_and_a_bad_file_changes_nothing(
     assert status["rules"]["last_reload_error"]["errors"] == answer["errors"]
     text = await (await bridge.client.get("/metrics")).text()
     assert "bridge_rules_reload_failures_total 1.0" in text
+
+
+def shipped_rules_without(tmp_path: Path, section: str) -> Path:
+    """A copy of the shipped rules (and CMDB) with one section left out."""
+    config = Path(__file__).resolve().parents[2] / "config"
+    shutil.copy(config / "cmdb.yaml", tmp_path / "cmdb.yaml")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for path in sorted((config / "rules").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        data.pop(section, None)
+        (rules / path.name).write_text(yaml.safe_dump(data))
+    return rules
+
+
+async def reload_with(bridge: Bridge, rules: Path) -> None:
+    bridge.runtime.settings = bridge.runtime.settings.model_copy(update={"rules_dir": rules})
+    response = await bridge.client.post("/-/reload")
+    assert response.status == 200, await response.text()
+
+
+async def test_a_missed_heartbeat_resolves_when_a_reload_removes_its_rule(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    await prometheus(bridge, {"alertname": "Watchdog", "instance": "prometheus:9090"})
+    bridge.clock.advance(6 * 60)
+    assert await jobs.check_heartbeats(bridge.runtime) == 1
+    [incident] = await open_incidents(bridge)
+    await reload_with(bridge, shipped_rules_without(tmp_path, "heartbeats"))
+    bridge.clock.advance(60)
+    await jobs.check_heartbeats(bridge.runtime)
+    assert await open_incidents(bridge) == []
+    resolved = await bridge.get_json(f"/api/v1/incidents/{incident['id']}")
+    assert resolved["status"] == "resolved"

@@ -153,6 +153,22 @@ def test_a_dedup_fingerprint_rule_does_not_lose_the_heartbeats_alert() -> None:
     assert (incident.status, incident.resolved_at) == (IncidentStatus.RESOLVED, at(500))
 
 
+@pytest.mark.parametrize(
+    "reloaded",
+    [
+        pytest.param(RuleSet(), id="removed"),
+        pytest.param(RuleSet(heartbeats=(replace(RULE, name="watchdog-2"),)), id="renamed"),
+    ],
+)
+def test_a_missed_heartbeat_whose_rule_is_gone_after_a_reload_resolves(reloaded: RuleSet) -> None:
+    pipeline = missed()
+    pipeline.rules = reloaded
+    pipeline.tick(at(400))
+    incident = pipeline.only_incident()
+    assert (incident.status, incident.resolved_at) == (IncidentStatus.RESOLVED, at(400))
+    assert pipeline.alert("watchdog", SOURCE).status is AlertStatus.RESOLVED
+
+
 def test_an_alert_in_an_incident_before_its_heartbeat_rule_came_keeps_counting_there() -> None:
     # The Watchdog opened an incident before the heartbeat rule was added; after the reload
     # it is no longer placed anew, but when it resolves its incident resolves.
