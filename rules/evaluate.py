@@ -254,9 +254,13 @@ def lookups(ruleset: RuleSet, events: Iterable[Event]) -> Lookups:
     found = Lookups()
     for event in events:
         found.alerts.add((event.source, event.fingerprint))
+        labels = event.match_labels()
+        if event.kind is EventKind.STATE and event.from_sender:
+            # Any state report beats its heartbeats, a resolve too, and may recover them.
+            found.alerts.update((heartbeats.SOURCE, n) for n in heartbeats.beaten(ruleset, labels))
         if event.status is not AlertStatus.FIRING:
             continue  # actions on firing alerts may place them too (a downtime that ends)
-        _event_lookups(ruleset, event.match_labels(), found)
+        _event_lookups(ruleset, labels, found)
     return found
 
 
@@ -271,5 +275,3 @@ def _event_lookups(ruleset: RuleSet, labels: Mapping[str, str], found: Lookups) 
         cis = {ci, *topology.cmdb.ancestors(ci)}
         found.cis.update(cis)
         found.problem_keys.update(f"{p.name}:{c}" for p in ruleset.problems for c in cis)
-    for name in heartbeats.beaten(ruleset, labels):
-        found.alerts.add((heartbeats.SOURCE, name))

@@ -272,3 +272,23 @@ async def test_a_missed_heartbeat_resolves_when_a_reload_removes_its_rule(
     assert await open_incidents(bridge) == []
     resolved = await bridge.get_json(f"/api/v1/incidents/{incident['id']}")
     assert resolved["status"] == "resolved"
+
+
+async def test_a_resolve_that_beats_a_heartbeat_resolves_its_missed_heartbeat(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    # The daemon loads only what `lookups` names: a resolve that beats a heartbeat needs the
+    # heartbeat's alert as much as a firing event does.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "heartbeats.yaml").write_text(
+        "heartbeats:\n  - name: backup\n    match: {alertname: BackupDone}\n    every: 5m\n"
+    )
+    await reload_with(bridge, rules)
+    done = {"alertname": "BackupDone", "instance": "backup-1:9100"}
+    await prometheus(bridge, done, resolved=True)
+    bridge.clock.advance(6 * 60)
+    assert await jobs.check_heartbeats(bridge.runtime) == 1
+    [incident] = await open_incidents(bridge)
+    await prometheus(bridge, done, resolved=True)
+    assert await open_incidents(bridge) == []
