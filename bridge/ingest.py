@@ -300,7 +300,13 @@ class Pipeline:
                 found.alerts.update((a.source, a.fingerprint) for a in firing)
         incident_ids = [item.action.incident_id for item in batch if item.action]
         windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]
-        return await repository.load_world(conn, found, incident_ids, ctx.now - max(windows))
+        world = await repository.load_world(conn, found, incident_ids, ctx.now - max(windows))
+        # The inhibiting alerts' states: one that stopped firing is a stale inhibitor (see
+        # `World.stale_inhibitors`) and must not hold the batch's alerts.
+        unloaded = world.unloaded_inhibitors()
+        if unloaded:
+            world.load_alerts(await repository.load_alerts(conn, unloaded))
+        return world
 
     def _expire(
         self, ctx: Context, world: World, keys: Sequence[AlertKey], evaluations: list[Evaluation]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from rules import incidents
 from rules.effects import Effects
-from rules.inhibit import inhibited_by
+from rules.inhibit import inhibited_by, stale
 from rules.maintenance import maintenance_hold
 from rules.model import (
     AlertState,
@@ -77,6 +77,8 @@ def hold_of(
     window = maintenance_hold(windows, alert, labels, fx.now)
     if window is not None:
         return Hold.MAINTENANCE, window, "maintenance", window.removeprefix("maintenance:")
+    if fx.rules.inhibit:
+        fx.inhibitors.extend(stale(fx.rules, fx.world, labels))
     inhibitor = inhibited_by(fx.rules, fx.world, labels, (alert.source, alert.fingerprint))
     if inhibitor is not None:
         rule = inhibitor.split(" ", 1)[0].removeprefix("inhibit:")

@@ -9,7 +9,9 @@ itself.
 The world keeps, per inhibit key, the firing source alerts (persisted as the `inhibitors`
 table, so a restart or another replica sees them). An inhibited alert is stored and visible
 with `Hold.INHIBITED` and `held_by` naming the rule and the inhibiting alert; the `recheck`
-stage releases it into an incident once no source fires any more.
+stage releases it into an incident once no source fires any more. A source known to have
+stopped firing inhibits nothing, and its row is dropped: a reload that changed the rule while
+the source fired leaves the row behind (the resolve clears the keys of the rules of its time).
 
 Rule section: `inhibit` (`source_matchers`/`source_match`, `target_matchers`/`target_match`,
 `equal`). Metric: `bridge_rule_decisions_total{stage="inhibit",decision="inhibited"}`.
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rules.ruleset import InhibitRule, RuleSet, all_match
-from rules.world import AlertKey, InhibitKey, World
+from rules.world import AlertKey, InhibitKey, InhibitorChange, World
 
 # Alertmanager: an alert that matches both the source and the target side of a rule cannot be
 # inhibited by another alert that does too (two alerts must not mute each other). Such sources
@@ -52,6 +54,16 @@ def targets(ruleset: RuleSet, labels: Mapping[str, str]) -> list[InhibitKey]:
             if not all_match(rule.source, labels):
                 found.append(key_of(rule, labels, both=True))
     return found
+
+
+def stale(ruleset: RuleSet, world: World, labels: Mapping[str, str]) -> list[InhibitorChange]:
+    """The removal of the inhibitors of the alert's target keys that stopped firing (left
+    behind when a reload changed a rule while they fired, see `World.stale_inhibitors`)."""
+    return [
+        InhibitorChange(key, source, active=False)
+        for key in targets(ruleset, labels)
+        for source in sorted(world.stale_inhibitors(key))
+    ]
 
 
 def inhibited_by(

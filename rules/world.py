@@ -111,10 +111,27 @@ class World:
 
     def inhibitor(self, key: InhibitKey, exclude: AlertKey) -> AlertKey | None:
         """A firing alert that inhibits alerts of `key` (never the alert itself)."""
+        stale = self.stale_inhibitors(key)
         for candidate in sorted(self.inhibitors.get(key, ())):
-            if candidate != exclude:
+            if candidate != exclude and candidate not in stale:
                 return candidate
         return None
+
+    def stale_inhibitors(self, key: InhibitKey) -> set[AlertKey]:
+        """The inhibitors of `key` known to have stopped firing. A resolve clears the keys its
+        alert inhibits under the rules of that moment; if a reload changed the rule while
+        the alert fired, its old key stays behind and must not hold targets for ever."""
+        return {
+            candidate
+            for candidate in self.inhibitors.get(key, ())
+            if (found := self.alerts.get(candidate)) is not None
+            and found.status is not AlertStatus.FIRING
+        }
+
+    def unloaded_inhibitors(self) -> set[AlertKey]:
+        """Inhibiting alerts whose state is not loaded (the daemon loads them to tell stale
+        inhibitors)."""
+        return {k for members in self.inhibitors.values() for k in members} - self.alerts.keys()
 
     def active_for_ci(self, ci: str, rules: Callable[[str], bool]) -> IncidentState | None:
         """The latest active incident whose root cause CI is `ci` and whose correlate rule

@@ -240,15 +240,20 @@ async def test_reload_validates_everything_and_a_bad_file_changes_nothing(
     assert "bridge_rules_reload_failures_total 1.0" in text
 
 
-def shipped_rules_without(tmp_path: Path, section: str) -> Path:
-    """A copy of the shipped rules (and CMDB) with one section left out."""
+def shipped_rules_with(tmp_path: Path, **sections: Any) -> Path:
+    """A copy of the shipped rules (and CMDB) with the given sections replaced (None: left
+    out)."""
     config = Path(__file__).resolve().parents[2] / "config"
     shutil.copy(config / "cmdb.yaml", tmp_path / "cmdb.yaml")
     rules = tmp_path / "rules"
     rules.mkdir()
     for path in sorted((config / "rules").glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
-        data.pop(section, None)
+        for section, value in sections.items():
+            if section in data and value is None:
+                del data[section]
+            elif section in data:
+                data[section] = value
         (rules / path.name).write_text(yaml.safe_dump(data))
     return rules
 
@@ -266,7 +271,7 @@ async def test_a_missed_heartbeat_resolves_when_a_reload_removes_its_rule(
     bridge.clock.advance(6 * 60)
     assert await jobs.check_heartbeats(bridge.runtime) == 1
     [incident] = await open_incidents(bridge)
-    await reload_with(bridge, shipped_rules_without(tmp_path, "heartbeats"))
+    await reload_with(bridge, shipped_rules_with(tmp_path, heartbeats=None))
     bridge.clock.advance(60)
     await jobs.check_heartbeats(bridge.runtime)
     assert await open_incidents(bridge) == []
@@ -289,6 +294,28 @@ async def test_a_resolve_that_beats_a_heartbeat_resolves_its_missed_heartbeat(
     await prometheus(bridge, done, resolved=True)
     bridge.clock.advance(6 * 60)
     assert await jobs.check_heartbeats(bridge.runtime) == 1
-    [incident] = await open_incidents(bridge)
+    assert len(await open_incidents(bridge)) == 1
     await prometheus(bridge, done, resolved=True)
     assert await open_incidents(bridge) == []
+
+
+async def test_a_source_resolved_after_a_reload_changed_its_inhibit_rule_releases_targets(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    await prometheus(bridge, {"alertname": "HostDown", "instance": "db-1:9100"})
+    await prometheus(bridge, {"alertname": "DiskFull", "instance": "db-1:9100"})
+    [held] = (await bridge.get_json("/api/v1/alerts?hold=inhibited"))["alerts"]
+    assert held["labels"]["alertname"] == "DiskFull"
+    narrowed = {
+        "name": "host-down-mutes-its-services",
+        "source_matchers": ['alertname="HostDown"', 'severity="critical"'],
+        "target_matchers": ['alertname!="HostDown"'],
+        "equal": ["host"],
+    }
+    await reload_with(bridge, shipped_rules_with(tmp_path, inhibit=[narrowed]))
+    bridge.clock.advance(60)
+    await prometheus(bridge, {"alertname": "HostDown", "instance": "db-1:9100"}, resolved=True)
+    assert await jobs.recheck_held(bridge.runtime) == 1
+    assert (await bridge.get_json("/api/v1/alerts?hold=inhibited"))["alerts"] == []
+    [incident] = await open_incidents(bridge)
+    assert [a["labels"]["alertname"] for a in incident["alerts"]] == ["DiskFull"]

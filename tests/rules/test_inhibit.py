@@ -202,3 +202,26 @@ def test_the_inhibitor_index_follows_the_sources_state() -> None:
     assert pipeline.world.inhibitors[key] == set()
     pipeline.send(firing("src", labels("HostDown", "db-1"), since=100), at(100))
     assert pipeline.world.inhibitors[key] == {("prometheus", "src")}
+
+
+def test_a_source_that_resolved_after_a_reload_changed_its_rule_holds_nothing_for_ever() -> None:
+    # The source fires under the old rule; a reload narrows the rule's source side so that
+    # the source no longer matches it; then the source resolves (and its resolve no longer
+    # names the rule). The target must not stay inhibited by a source that is resolved.
+    pipeline = inhibited()
+    pipeline.rules = RuleSet(
+        inhibit=(
+            inhibit(
+                "host-down",
+                ('alertname="HostDown"', 'severity="critical"'),
+                ('alertname!="HostDown"',),
+                ("host",),
+            ),
+        )
+    )
+    pipeline.send(resolved("src", labels("HostDown", "db-1"), until=60), at(60))
+    pipeline.tick(at(61))
+    assert inhibited_by(pipeline, "dst") is None
+    assert pipeline.world.inhibitors[("host-down", "db-1")] == set()  # the stale row is gone
+    pipeline.send(firing("new", labels("HighLoad", "db-1"), since=70), at(70))
+    assert inhibited_by(pipeline, "new") is None
