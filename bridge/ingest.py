@@ -38,7 +38,7 @@ from bridge.store import repository
 from rules import incidents as incident_stage
 from rules.dedup import DedupOutcome, expiry_event
 from rules.effects import Context, EngineSettings, Evaluation, apply
-from rules.evaluate import Lookups, Prepared, lookups, prepare, run
+from rules.evaluate import Lookups, Prepared, lookups, more_lookups, prepare, run
 from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 from rules.heartbeats import missed_event
 from rules.incidents import IncidentAction, Refusal
@@ -300,7 +300,13 @@ class Pipeline:
                 found.alerts.update((a.source, a.fingerprint) for a in firing)
         incident_ids = [item.action.incident_id for item in batch if item.action]
         windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]
-        world = await repository.load_world(conn, found, incident_ids, ctx.now - max(windows))
+        since = ctx.now - max(windows)
+        world = await repository.load_world(conn, found, incident_ids, since)
+        more = more_lookups(rules, world, found)
+        if more.cis:
+            extra = await repository.load_world(conn, more, (), since)
+            world.load_incidents(i for k, i in extra.incidents.items() if k not in world.incidents)
+            world.load_problems(p for k, p in extra.problems.items() if k not in world.problems)
         # The inhibiting alerts' states: one that stopped firing is a stale inhibitor (see
         # `World.stale_inhibitors`) and must not hold the batch's alerts.
         unloaded = world.unloaded_inhibitors()

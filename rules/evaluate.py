@@ -11,7 +11,8 @@ Input: one `Event`, the `World`, and the `Context` (rules, settings, API mainten
 `now`). Output: an `Evaluation` with every changed state and every rule's decision. `run`
 evaluates an event, applies the result to the world and evaluates its follow-ups (a heartbeat's
 recovery), so that both the daemon and the offline tools drive the stages the same way.
-`lookups` tells the daemon which stored rows the stages may read for a batch of events.
+`lookups` tells the daemon which stored rows the stages may read for a batch of events, and
+`more_lookups` what else the rows it loaded point to.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from rules.model import (
     evolve,
 )
 from rules.normalize import normalize
-from rules.ruleset import RuleSet
+from rules.ruleset import ProblemBy, RuleSet
 from rules.world import AlertKey, InhibitKey, InhibitorChange, World
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Prepared",
     "evaluate",
     "lookups",
+    "more_lookups",
     "prepare",
     "run",
 ]
@@ -262,6 +264,21 @@ def lookups(ruleset: RuleSet, events: Iterable[Event]) -> Lookups:
             continue  # actions on firing alerts may place them too (a downtime that ends)
         _event_lookups(ruleset, labels, found)
     return found
+
+
+def more_lookups(ruleset: RuleSet, world: World, found: Lookups) -> Lookups:
+    """What the stages may read besides `found` that only the rows it loaded tell: an incident
+    an alert may reopen has the CI of the alert that opened it, which may not be the alert's
+    own, and the reopen counts for the problems of that CI (`by: ci`)."""
+    more = Lookups()
+    if not any(rule.by is ProblemBy.CI for rule in ruleset.problems):
+        return more
+    for key in found.incident_keys:
+        latest = world.latest_for_key(key)
+        if latest is not None and latest.ci is not None and latest.ci not in found.cis:
+            more.cis.add(latest.ci)
+            more.problem_keys.update(f"{p.name}:{latest.ci}" for p in ruleset.problems)
+    return more
 
 
 def _event_lookups(ruleset: RuleSet, labels: Mapping[str, str], found: Lookups) -> None:

@@ -21,6 +21,7 @@ NAGIOS_TEMPLATE = json.loads(
         CAPTURED / "nagios" / "nagios-01-service-problem-e2e-db-01-postgresql-critical.json"
     ).read_text()
 )
+CONFIG = Path(__file__).resolve().parents[2] / "config"
 ZABBIX_TEMPLATE = json.loads((CAPTURED / "zabbix" / "webhook-problem-sev4-high.json").read_text())
 
 
@@ -243,11 +244,10 @@ async def test_reload_validates_everything_and_a_bad_file_changes_nothing(
 def shipped_rules_with(tmp_path: Path, **sections: Any) -> Path:
     """A copy of the shipped rules (and CMDB) with the given sections replaced (None: left
     out)."""
-    config = Path(__file__).resolve().parents[2] / "config"
-    shutil.copy(config / "cmdb.yaml", tmp_path / "cmdb.yaml")
+    shutil.copy(CONFIG / "cmdb.yaml", tmp_path / "cmdb.yaml")
     rules = tmp_path / "rules"
     rules.mkdir()
-    for path in sorted((config / "rules").glob("*.yaml")):
+    for path in sorted((CONFIG / "rules").glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
         for section, value in sections.items():
             if section in data and value is None:
@@ -319,3 +319,41 @@ async def test_a_source_resolved_after_a_reload_changed_its_inhibit_rule_release
     assert (await bridge.get_json("/api/v1/alerts?hold=inhibited"))["alerts"] == []
     [incident] = await open_incidents(bridge)
     assert [a["labels"]["alertname"] for a in incident["alerts"]] == ["DiskFull"]
+
+
+async def test_a_reopen_counts_for_the_problem_of_the_incidents_own_ci(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    # A group's incident has the CI of the alert that opened it (db-1). When an alert of
+    # another CI (db-2) reopens it, the daemon must see db-1's other incidents, as the
+    # offline tools do, to open the shared-cause problem of db-1.
+    shutil.copy(CONFIG / "cmdb.yaml", tmp_path)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "topology": {"cmdb": "../cmdb.yaml", "bind": "host"},
+                "correlate": [
+                    {"name": "disk-burst", "match": {"alertname": "DiskFull"},
+                     "group_by": ["alertname"]},
+                    {"name": "per-alert", "group_by": ["alertname", "host"]},
+                ],
+                "problems": [{"name": "shared", "by": "ci", "count": 2, "within": "1h"}],
+            }
+        )
+    )  # fmt: skip
+    await reload_with(bridge, rules)
+    disk_1 = {"alertname": "DiskFull", "instance": "db-1:9100"}
+    await prometheus(bridge, disk_1)
+    bridge.clock.advance(30 * 60)
+    await prometheus(bridge, disk_1, resolved=True)
+    bridge.clock.advance(40 * 60)
+    await prometheus(bridge, {"alertname": "HighLoad", "instance": "db-1:9100"})
+    assert (await bridge.get_json("/api/v1/problems"))["problems"] == []
+    bridge.clock.advance(5 * 60)
+    await prometheus(bridge, {"alertname": "DiskFull", "instance": "db-2:9100"})
+    [problem] = (await bridge.get_json("/api/v1/problems"))["problems"]
+    assert problem["ci"] == "db-1"
+    detail = await bridge.get_json(f"/api/v1/problems/{problem['id']}")
+    assert len(detail["incidents"]) == 2

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from rules.effects import Evaluation
-from rules.evaluate import Lookups, evaluate, lookups, prepare
-from rules.model import AlertStatus, Event, EventKind, Hold, evolve
+from rules.evaluate import Lookups, evaluate, lookups, more_lookups, prepare
+from rules.model import AlertStatus, Event, EventKind, Hold, IncidentStatus, evolve
 from rules.recheck import as_event, needs_recheck, recheck
-from rules.ruleset import RuleSet
+from rules.ruleset import ProblemBy, RuleSet
 from rules.world import World
 from tests.rules.builders import (
     action,
@@ -27,6 +27,7 @@ from tests.rules.builders import (
     inhibit,
     labels,
     minutes,
+    problem,
     resolved,
     shipped_rules,
     shipped_topology,
@@ -195,6 +196,17 @@ def shell_world(full: World, found: Lookups, since: datetime) -> World:
     return world
 
 
+def shell_load(rules: RuleSet, full: World, found: Lookups, since: datetime) -> World:
+    """What `bridge.ingest.Pipeline._load` loads: the rows of `found`, then what they point
+    to (`more_lookups`, the inhibiting alerts' states)."""
+    world = shell_world(full, found, since)
+    extra = shell_world(full, more_lookups(rules, world, found), since)
+    world.load_incidents(i for k, i in extra.incidents.items() if k not in world.incidents)
+    world.load_problems(p for k, p in extra.problems.items() if k not in world.problems)
+    world.load_alerts(full.alerts[k] for k in world.unloaded_inhibitors() if k in full.alerts)
+    return world
+
+
 STORY_RULES = replace(
     shipped_rules(),
     correlate=(
@@ -210,7 +222,8 @@ class Checked(Pipeline):
     def send(self, event: Event, now: datetime) -> Evaluation:
         ctx = self.context(now)
         prepared = prepare(self.rules, event)
-        partial = shell_world(self.world, lookups(self.rules, [prepared.event]), self._since(now))
+        found = lookups(self.rules, [prepared.event])
+        partial = shell_load(self.rules, self.world, found, self._since(now))
         expected = evaluate(ctx, partial, prepared)
         actual = super().send(event, now)
         assert actual == expected, f"lookups miss something for {event.fingerprint} at {now}"
@@ -222,7 +235,7 @@ class Checked(Pipeline):
             if not needs_recheck(alert):
                 continue
             found = lookups(self.rules, [as_event(alert)])
-            partial = shell_world(self.world, found, self._since(now))
+            partial = shell_load(self.rules, self.world, found, self._since(now))
             assert recheck(ctx, partial, alert) == recheck(ctx, self.world, alert)
         return super().tick(now)
 
@@ -289,3 +302,33 @@ def test_the_story_checker_notices_a_missing_row() -> None:
     partial = shell_world(pipeline.world, found, at(0) - timedelta(days=1))
     ctx = pipeline.context(at(20))
     assert evaluate(ctx, partial, item) != evaluate(ctx, pipeline.world, item)
+
+
+def test_a_reopen_from_another_ci_decides_the_same_with_only_the_looked_up_rows() -> None:
+    # The group's incident has db-1's CI; db-2's alert reopens it, and the reopen counts for
+    # db-1's problem: db-1's other incident is only found through `more_lookups`.
+    rules = RuleSet(
+        topology=shipped_topology(),
+        correlate=(
+            correlate("disk-burst", 'alertname="DiskFull"', group_by=("alertname",)),
+            correlate("per-alert", group_by=("alertname", "host")),
+        ),
+        problems=(problem("shared", by=ProblemBy.CI, count=2, within=3600),),
+    )
+    checked = Checked(rules)
+    checked.step(at(0), firing("a", labels("DiskFull", "db-1")))
+    checked.step(at(1800), resolved("a", labels("DiskFull", "db-1"), until=1800))
+    checked.step(at(4200), firing("b", labels("HighLoad", "db-1"), since=4200))
+    checked.step(at(4500), firing("c", labels("DiskFull", "db-2"), since=4500))
+    [found] = checked.problems()
+    assert (found.ci, found.incident_count) == ("db-1", 2)
+
+
+def test_a_resolve_that_beats_a_heartbeat_decides_the_same_with_only_the_looked_up_rows() -> None:
+    rules = RuleSet(heartbeats=(heartbeat("backup", 'alertname="BackupDone"'),))
+    checked = Checked(rules)
+    done = labels("BackupDone", "backup-1")
+    checked.step(at(0), resolved("a", done, until=0))
+    checked.step(at(400))
+    checked.step(at(500), resolved("a", done, since=500, until=500))
+    assert checked.only_incident().status is IncidentStatus.RESOLVED
