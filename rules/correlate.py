@@ -155,7 +155,8 @@ def _join(
         message = incidents.describe(alert)
         joined = _attach(fx, latest, alert, labels, rule.name, grouped, message, members)
         return _link(alert, joined, rule.name, grouped, primary)
-    pending = [a for a in fx.world.pending(route.key) if a.fingerprint != alert.fingerprint]
+    own = (alert.source, alert.fingerprint)
+    pending = [a for a in fx.world.pending(route.key) if (a.source, a.fingerprint) != own]
     if primary and len(pending) + 1 < rule.min_alerts:
         held_by = f"correlate:{rule.name} ({len(pending) + 1} of {rule.min_alerts} alerts)"
         fx.decide("correlate", rule.name, Hold.PENDING.value)

@@ -386,3 +386,16 @@ def test_an_alert_refiring_into_its_reopened_continued_incident_is_counted_once(
     assert [(i.status, i.reopen_count) for i in (team, host)] == [(IncidentStatus.NEW, 1)] * 2
     assert [(i.firing_alerts, i.alert_count) for i in (team, host)] == [(1, 1), (1, 1)]
     assert pipeline.alert("a").also == (host.id,)
+
+
+def test_alerts_of_two_sources_with_one_fingerprint_count_as_two_toward_min_alerts() -> None:
+    # A dedup rule's `fingerprint` hashes label values only, so a Nagios and a Zabbix alert
+    # with the same values share the fingerprint; they are still two alerts.
+    rules = RuleSet(correlate=(correlate("outage", group_by=("service",), min_alerts=2),))
+    pipeline = Pipeline(rules)
+    down = labels("Down", service="shop")
+    pipeline.send(firing("same", down, source="nagios"), at(0))
+    pipeline.send(firing("same", down, source="zabbix", since=1), at(1))
+    incident = pipeline.only_incident()
+    assert (incident.firing_alerts, incident.alert_count) == (2, 2)
+    assert pipeline.alert("same", "nagios").incident_id == incident.id
