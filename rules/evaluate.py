@@ -225,10 +225,12 @@ def _track_inhibitors(
     key = (alert.source, alert.fingerprint)
     firing = alert.status is AlertStatus.FIRING
     was = prior is not None and prior.status is AlertStatus.FIRING
-    if firing == was and prior is not None:
-        return
     for inhibit_key in inhibit.sources(fx.rules, labels):
-        fx.inhibitors.append(InhibitorChange(inhibit_key, key, firing))
+        if firing != was or prior is None:
+            fx.inhibitors.append(InhibitorChange(inhibit_key, key, firing))
+        elif firing and key not in fx.world.inhibitors.get(inhibit_key, ()):
+            # It fired before a reload made it a source (a new rule, other `equal` labels).
+            fx.inhibitors.append(InhibitorChange(inhibit_key, key, True))
 
 
 @dataclass
@@ -251,8 +253,9 @@ class Lookups:
 
 def lookups(ruleset: RuleSet, events: Iterable[Event]) -> Lookups:
     """What to load for `events` (the `Prepared.event`s): their alerts, the incident keys they may
-    route to, the inhibit keys they may be targets of, the CIs whose incidents may take them
-    as symptoms, the problem keys they may link to, and heartbeat alerts they may recover."""
+    route to, the inhibit keys they may be targets or sources of, the CIs whose incidents may
+    take them as symptoms, the problem keys they may link to, and heartbeat alerts they may
+    recover."""
     found = Lookups()
     for event in events:
         found.alerts.add((event.source, event.fingerprint))
@@ -286,6 +289,7 @@ def _event_lookups(ruleset: RuleSet, labels: Mapping[str, str], found: Lookups) 
         found.incident_keys.add(route.key)
         found.problem_keys.update(f"{p.name}:{route.key}" for p in ruleset.problems)
     found.inhibit_keys.update(inhibit.targets(ruleset, labels))
+    found.inhibit_keys.update(inhibit.sources(ruleset, labels))  # is it registered as one yet
     topology = ruleset.topology
     ci = topology.ci_of(labels) if topology is not None else None
     if topology is not None and ci is not None:

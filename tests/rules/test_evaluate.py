@@ -332,3 +332,13 @@ def test_a_resolve_that_beats_a_heartbeat_decides_the_same_with_only_the_looked_
     checked.step(at(400))
     checked.step(at(500), resolved("a", done, since=500, until=500))
     assert checked.only_incident().status is IncidentStatus.RESOLVED
+
+
+def test_a_source_registered_after_a_reload_decides_the_same_with_only_the_looked_up_rows() -> None:
+    checked = Checked(replace(STORY_RULES, inhibit=()))
+    checked.step(at(0), firing("src", labels("HostDown", "db-1")))
+    checked.rules = STORY_RULES
+    checked.step(at(60), firing("src", labels("HostDown", "db-1"), annotations={"n": "2"}))
+    checked.step(at(70), firing("dst", labels("DiskFull", "db-1"), since=70))
+    checked.step(at(120), firing("src", labels("HostDown", "db-1"), annotations={"n": "3"}))
+    assert checked.alert("dst").hold is Hold.INHIBITED

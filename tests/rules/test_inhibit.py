@@ -225,3 +225,12 @@ def test_a_source_that_resolved_after_a_reload_changed_its_rule_holds_nothing_fo
     assert pipeline.world.inhibitors[("host-down", "db-1")] == set()  # the stale row is gone
     pipeline.send(firing("new", labels("HighLoad", "db-1"), since=70), at(70))
     assert inhibited_by(pipeline, "new") is None
+
+
+def test_a_source_firing_since_before_a_reload_added_its_rule_inhibits_once_seen_again() -> None:
+    pipeline = Pipeline()
+    pipeline.send(firing("src", labels("HostDown", "db-1")), at(0))
+    pipeline.rules = RuleSet(inhibit=(HOST_DOWN,))
+    pipeline.send(firing("src", labels("HostDown", "db-1"), annotations={"n": "2"}), at(60))
+    pipeline.send(firing("dst", labels("DiskFull", "db-1"), since=70), at(70))
+    assert inhibited_by(pipeline, "dst") == "inhibit:host-down by prometheus/src"
