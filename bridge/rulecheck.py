@@ -4,8 +4,8 @@ Input: a rules directory. Output: every problem as `file:line: message` (the loa
 schema, matchers, templates, schedules, the CMDB the topology names), or one line per rule
 section with its count (`RuleSet.counts`). Rules that load but can never take effect (a
 correlate rule behind a catch-all, a problem rule `by: ci` without a topology, a `rules:`
-filter naming no correlate rule) are reported as warnings; they do not fail the check, since
-the daemon would load them too.
+filter or a `root_rules` entry naming no correlate rule) are reported as warnings; they do
+not fail the check, since the daemon would load them too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from rules.loader import RuleLoadError, load_rules
-from rules.ruleset import Origin, ProblemBy, RuleSet
+from rules.ruleset import DEFAULT_GROUP_RULE, DEFAULT_LABEL_RULE, Origin, ProblemBy, RuleSet
 
 _UNITS = {"maintenance": "window", "topology": "configuration item"}
 
@@ -41,7 +41,15 @@ def check(directory: Path) -> int:
 
 
 def warnings(ruleset: RuleSet) -> list[str]:
-    return _unreachable_correlate(ruleset) + _problem_warnings(ruleset)
+    return _unreachable_correlate(ruleset) + _problem_warnings(ruleset) + _root_warnings(ruleset)
+
+
+def _correlate_names(ruleset: RuleSet) -> set[str]:
+    """The rule names an incident can have: the correlate rules' and the built-in fallbacks'."""
+    return {rule.name for rule in ruleset.correlate} | {
+        DEFAULT_GROUP_RULE.name,
+        DEFAULT_LABEL_RULE.name,
+    }
 
 
 def _unreachable_correlate(ruleset: RuleSet) -> list[str]:
@@ -58,7 +66,7 @@ def _unreachable_correlate(ruleset: RuleSet) -> list[str]:
 
 def _problem_warnings(ruleset: RuleSet) -> list[str]:
     found: list[str] = []
-    correlate = {rule.name for rule in ruleset.correlate}
+    correlate = _correlate_names(ruleset)
     for rule in ruleset.problems:
         for name in sorted(rule.rules - correlate):
             found.append(
@@ -68,6 +76,17 @@ def _problem_warnings(ruleset: RuleSet) -> list[str]:
             found.append(_warn(rule.origin, f"problem rule {rule.name!r} is by CI, but no "
                                "topology section binds alerts to CIs"))  # fmt: skip
     return found
+
+
+def _root_warnings(ruleset: RuleSet) -> list[str]:
+    """A `root_rules` entry naming no correlate rule (a typo turns topology off)."""
+    topology = ruleset.topology
+    if topology is None:
+        return []
+    return [
+        _warn(topology.origin, f"topology root_rules: no correlate rule {name!r}")
+        for name in sorted(topology.root_rules - _correlate_names(ruleset))
+    ]
 
 
 def _warn(origin: Origin, message: str) -> str:

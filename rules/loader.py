@@ -207,6 +207,7 @@ class _Compiler:
             bind=spec.bind,
             source_file=str(cmdb_path),
             root_rules=frozenset(spec.root_rules),
+            origin=Origin(source.path, source.line(("topology", "root_rules"))),
         )
 
     def _compile_title(self, source: YamlSource, loc: Loc, text: str | None) -> JinjaTitle | None:

@@ -155,6 +155,7 @@ class Topology:
     bind: str = "host"
     source_file: str = ""
     root_rules: frozenset[str] = frozenset()
+    origin: Origin = Origin()
 
     def is_root(self, incident_rule: str) -> bool:
         """Whether incidents of this correlate rule take the CIs behind theirs as symptoms."""

@@ -305,6 +305,30 @@ def test_check_warns_about_rules_that_cannot_apply(
     ]
 
 
+def test_check_warns_about_root_rules_naming_no_correlate_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A typo in root_rules silently turns topology off: no incident is a root any more.
+    write(tmp_path, "cmdb.yaml", "items:\n  core: {type: switch}\n")
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    rules = write(
+        rules_dir,
+        "rules.yaml",
+        """\
+        topology: {cmdb: ../cmdb.yaml, root_rules: [hostdown, default]}
+        correlate:
+          - {name: host-down, match: {alertname: HostDown}, group_by: [host]}
+        problems:
+          - {name: recurring, by: key, count: 2, within: 1h, rules: [default-group-key]}
+        """,
+    )
+    assert main(["rules", "check", str(rules_dir)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"{rules}:1: warning: topology root_rules: no correlate rule 'hostdown'",
+    ]
+
+
 # bridge replay
 
 
