@@ -86,28 +86,46 @@ def hold_of(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Was:
+    """The alert before it is placed again: the incidents it was a member of (rejoining one is
+    no new member), and those that count it firing already (a pending alert is in the
+    incidents of its `continue` routes)."""
+
+    members: tuple[int, ...] = ()
+    counted: tuple[int, ...] = ()
+
+
 def place(fx: Effects, alert: AlertState, labels: Mapping[str, str]) -> AlertState:
     """Find the alert's incident, or hold it; returns the alert as it is to be stored."""
+    was = _Was(alert.incident_ids, alert.also if alert.hold is Hold.PENDING else ())
     held = hold_of(fx, alert, labels)
     if held is not None:
         hold, held_by, stage, rule = held
+        incidents.depart(fx, alert, was.counted, why=f"held by {held_by}")
         what = "suppressed" if hold is Hold.MAINTENANCE else "inhibited"
         return _hold(fx, alert, hold, held_by, stage, rule, what)
-    released = alert.hold is not Hold.NONE
     # Placed afresh: it is in the incidents it joins now only (a symptom leaves the incidents
-    # of its `continue` routes), and one it was in before does not count it as a new member.
-    members = alert.incident_ids
-    alert = evolve(alert, also=())
+    # of its `continue` routes).
+    placed = _placed(fx, evolve(alert, also=()), labels, was, released=alert.hold is not Hold.NONE)
+    left = tuple(i for i in was.counted if i not in placed.incident_ids)
+    incidents.depart(fx, placed, left, why="no longer routed there")
+    return placed
+
+
+def _placed(
+    fx: Effects, alert: AlertState, labels: Mapping[str, str], was: _Was, *, released: bool
+) -> AlertState:
     root = _root_cause(fx, labels)
     if root is not None:
         reason = JoinReason.RELEASED if released else JoinReason.SYMPTOM
         message = f"symptom of {root.ci}: {incidents.describe(alert)}"
-        joined = _attach(fx, root, alert, labels, TOPOLOGY_RULE, reason, message, members)
+        joined = _attach(fx, root, alert, labels, TOPOLOGY_RULE, reason, message, was)
         return _primary(alert, joined, TOPOLOGY_RULE, reason)
     found = routes(fx.rules, labels)
-    alert = _join(fx, found[0], alert, labels, members, primary=True, released=released)
+    alert = _join(fx, found[0], alert, labels, was, primary=True, released=released)
     for route in found[1:]:
-        alert = _join(fx, route, alert, labels, members, primary=False, released=released)
+        alert = _join(fx, route, alert, labels, was, primary=False, released=released)
     return alert
 
 
@@ -137,7 +155,7 @@ def _join(
     route: Route,
     alert: AlertState,
     labels: Mapping[str, str],
-    members: tuple[int, ...],
+    was: _Was,
     *,
     primary: bool,
     released: bool,
@@ -150,10 +168,12 @@ def _join(
     else:
         grouped = JoinReason.RELEASED if released else JoinReason.GROUPED
     if latest is not None and _joinable(fx, rule, latest):
+        if latest.id in was.counted:
+            return _link(alert, latest, rule.name, grouped, primary)  # it is there already
         if not latest.status.is_active:
             latest = _reopen(fx, latest, alert)
         message = incidents.describe(alert)
-        joined = _attach(fx, latest, alert, labels, rule.name, grouped, message, members)
+        joined = _attach(fx, latest, alert, labels, rule.name, grouped, message, was)
         return _link(alert, joined, rule.name, grouped, primary)
     own = (alert.source, alert.fingerprint)
     pending = [a for a in fx.world.pending(route.key) if (a.source, a.fingerprint) != own]
@@ -166,7 +186,9 @@ def _join(
     seq = latest.seq + 1 if latest is not None else 0
     incident = _open(fx, route, alert, labels, seq)
     reason = JoinReason.OPENED if primary else JoinReason.CONTINUED
-    joined = _attach(fx, incident, alert, labels, rule.name, reason, incidents.describe(alert), ())
+    joined = _attach(
+        fx, incident, alert, labels, rule.name, reason, incidents.describe(alert), _Was()
+    )
     if primary:
         for waiting in pending:
             _release_pending(fx, joined, waiting, rule.name)
@@ -244,9 +266,15 @@ def _attach(
     rule: str,
     reason: JoinReason,
     message: str,
-    members: tuple[int, ...],
+    was: _Was,
 ) -> IncidentState:
-    updated = incidents.with_member(incident, alert, fx.now, returning=incident.id in members)
+    updated = incidents.with_member(
+        incident,
+        alert,
+        fx.now,
+        returning=incident.id in was.members,
+        counted=incident.id in was.counted,
+    )
     updated, raised = _reprioritized(fx, updated, alert, labels)
     kind = TimelineKind.OPENED if reason is JoinReason.OPENED else TimelineKind.ALERT_ATTACHED
     if reason is JoinReason.OPENED:
@@ -266,9 +294,8 @@ def _attach(
 
 def _release_pending(fx: Effects, incident: IncidentState, alert: AlertState, rule: str) -> None:
     current = fx.incident(incident.id) or incident
-    joined = _attach(
-        fx, current, alert, alert.labels, rule, JoinReason.GROUPED, _held(alert), alert.incident_ids
-    )
+    was = _Was(alert.incident_ids, alert.also)
+    joined = _attach(fx, current, alert, alert.labels, rule, JoinReason.GROUPED, _held(alert), was)
     fx.put_alert(_primary(alert, joined, rule, JoinReason.GROUPED))
 
 

@@ -196,9 +196,10 @@ def _seen(
 
 
 def _stopped(fx: Effects, prior: AlertState, alert: AlertState) -> AlertState:
-    """The alert resolved: it leaves its incidents' firing count unless it still flaps."""
+    """The alert resolved: it leaves its incidents' firing count unless it still flaps (a held
+    alert is in none, but a pending one in those of its `continue` routes)."""
     if alert.hold is not Hold.NONE:
-        return evolve(alert, hold=Hold.NONE, held_by="")
+        alert = evolve(alert, hold=Hold.NONE, held_by="")
     incidents.leave(fx, prior, alert)
     return alert
 

@@ -68,15 +68,20 @@ def opened(
 
 
 def with_member(
-    incident: IncidentState, alert: AlertState, now: datetime, *, returning: bool
+    incident: IncidentState,
+    alert: AlertState,
+    now: datetime,
+    *,
+    returning: bool,
+    counted: bool = False,
 ) -> IncidentState:
     """The incident after `alert` joined it firing (again); `returning`: it was a member
-    before, so it is no new member."""
+    before, so it is no new member; `counted`: it already counts there as firing."""
     return evolve(
         incident,
         severity=max_severity(incident.severity, alert.severity),
         last_alert_at=now,
-        firing_alerts=incident.firing_alerts + 1,
+        firing_alerts=incident.firing_alerts + (0 if counted else 1),
         alert_count=incident.alert_count + (0 if returning else 1),
     )
 
@@ -117,7 +122,13 @@ def leave(fx: Effects, prior: AlertState, alert: AlertState) -> None:
     """Apply an alert that stopped counting as firing to each of its active incidents."""
     if not prior.counts_firing or alert.counts_firing:
         return
-    for incident_id in prior.incident_ids:
+    depart(fx, alert, prior.incident_ids)
+
+
+def depart(fx: Effects, alert: AlertState, incident_ids: tuple[int, ...], why: str = "") -> None:
+    """`alert` no longer counts as firing in `incident_ids`: it resolved, or (`why`) it is
+    held now; an active incident may resolve."""
+    for incident_id in incident_ids:
         incident = fx.incident(incident_id)
         if incident is None:
             continue
@@ -130,7 +141,7 @@ def leave(fx: Effects, prior: AlertState, alert: AlertState) -> None:
         rule = fx.rules.correlate_rule(incident.rule)
         resolve_on = rule.resolve_on if rule is not None else ResolveOn.ALL
         updated, resolved = member_stopped(incident, resolve_on, fx.now)
-        message = describe(alert)
+        message = f"{describe(alert)} ({why})" if why else describe(alert)
         fx.timeline.append(entry(updated, fx.now, TimelineKind.ALERT_RESOLVED, message, alert))
         action = IncidentAction.ALERT_RESOLVED
         if resolved:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import pytest
@@ -17,7 +17,7 @@ from rules.model import (
     TimelineKind,
 )
 from rules.ruleset import RuleSet
-from tests.rules.builders import at, correlate, event, firing, labels, resolved
+from tests.rules.builders import at, correlate, event, firing, labels, resolved, window
 from tests.rules.world import Pipeline
 
 # Routing: which rules take an alert, and the incident key they give it.
@@ -399,3 +399,48 @@ def test_alerts_of_two_sources_with_one_fingerprint_count_as_two_toward_min_aler
     incident = pipeline.only_incident()
     assert (incident.firing_alerts, incident.alert_count) == (2, 2)
     assert pipeline.alert("same", "nagios").incident_id == incident.id
+
+
+# min_alerts with continue: a pending alert is already in the incidents of its later routes.
+
+PENDING_AND_CONTINUED = RuleSet(
+    correlate=(
+        correlate("outage", group_by=("service",), min_alerts=3, cont=True),
+        correlate("per-host", group_by=("host",)),
+    )
+)
+
+
+def test_a_pending_alert_that_resolves_leaves_its_continued_incident() -> None:
+    pipeline = Pipeline(PENDING_AND_CONTINUED)
+    a, b = labels("Down", "db-1", service="shop"), labels("Slow", "db-1", service="shop")
+    pipeline.send(firing("a", a), at(0))
+    pipeline.send(firing("b", b, since=1), at(1))
+    host = pipeline.only_incident()
+    assert (host.rule, host.firing_alerts) == ("per-host", 2)
+    pipeline.send(resolved("a", a, until=10), at(10))
+    assert pipeline.only_incident().firing_alerts == 1
+    pipeline.send(resolved("b", b, since=1, until=20), at(20))
+    assert pipeline.only_incident().status is IncidentStatus.RESOLVED
+
+
+def test_a_pending_alert_looked_at_again_is_not_counted_twice_in_its_continued_incident() -> None:
+    pipeline = Pipeline(PENDING_AND_CONTINUED)
+    pipeline.send(firing("a", labels("Down", "db-1", service="shop")), at(0))
+    pipeline.send(firing("b", labels("Slow", "db-1", service="shop"), since=1), at(1))
+    pipeline.tick(at(60))  # a's pending count moves from 1 to 2 of 3
+    assert pipeline.alert("a").held_by == "correlate:outage (2 of 3 alerts)"
+    host = pipeline.only_incident()
+    assert (host.firing_alerts, host.alert_count) == (2, 2)
+    assert pipeline.kinds(host) == [TimelineKind.ALERT_ATTACHED] * 2  # a continued, b
+
+
+def test_a_pending_alert_held_by_a_window_later_leaves_its_continued_incident() -> None:
+    rules = replace(PENDING_AND_CONTINUED, maintenance=(window("db-work", 30, 600, 'host="db-1"'),))
+    pipeline = Pipeline(rules)
+    pipeline.send(firing("a", labels("Down", "db-1", service="shop")), at(0))
+    pipeline.send(firing("b", labels("Slow", "db-2", service="shop"), since=1), at(1))
+    pipeline.tick(at(60))  # the window holds a
+    assert pipeline.alert("a").hold is Hold.MAINTENANCE
+    db_1 = pipeline.incidents()[0]
+    assert (db_1.status, db_1.firing_alerts) == (IncidentStatus.RESOLVED, 0)
