@@ -276,10 +276,11 @@ def _attach(
         counted=incident.id in was.counted,
     )
     updated, raised = _reprioritized(fx, updated, alert, labels)
-    kind = TimelineKind.OPENED if reason is JoinReason.OPENED else TimelineKind.ALERT_ATTACHED
-    if reason is JoinReason.OPENED:
+    opening = incident.alert_count == 0  # its first alert (for a `continue` rule, continued)
+    kind = TimelineKind.OPENED if opening else TimelineKind.ALERT_ATTACHED
+    if opening:
         message = f"opened by {message}"
-    elif reason is not JoinReason.GROUPED:
+    if reason not in (JoinReason.OPENED, JoinReason.GROUPED):
         message = f"{message} ({reason.value})"
     fx.timeline.append(incidents.entry(updated, fx.now, kind, message, alert))
     if raised is not None:
@@ -287,7 +288,7 @@ def _attach(
     fx.links.append(Link(updated.id, alert.source, alert.fingerprint, rule, reason, fx.now))
     fx.put_incident(updated)
     fx.decide("correlate", rule, reason.value)
-    if reason is not JoinReason.OPENED:
+    if not opening:
         fx.decide("incidents", updated.rule, incidents.IncidentAction.ATTACHED)
     return updated
 

@@ -432,7 +432,7 @@ def test_a_pending_alert_looked_at_again_is_not_counted_twice_in_its_continued_i
     assert pipeline.alert("a").held_by == "correlate:outage (2 of 3 alerts)"
     host = pipeline.only_incident()
     assert (host.firing_alerts, host.alert_count) == (2, 2)
-    assert pipeline.kinds(host) == [TimelineKind.ALERT_ATTACHED] * 2  # a continued, b
+    assert pipeline.kinds(host) == [TimelineKind.OPENED, TimelineKind.ALERT_ATTACHED]
 
 
 def test_a_pending_alert_held_by_a_window_later_leaves_its_continued_incident() -> None:
@@ -444,3 +444,18 @@ def test_a_pending_alert_held_by_a_window_later_leaves_its_continued_incident() 
     assert pipeline.alert("a").hold is Hold.MAINTENANCE
     db_1 = pipeline.incidents()[0]
     assert (db_1.status, db_1.firing_alerts) == (IncidentStatus.RESOLVED, 0)
+
+
+def test_an_incident_a_continued_rule_opens_says_so_first_on_its_timeline() -> None:
+    rules = RuleSet(
+        correlate=(
+            correlate("db-team", 'team="db"', group_by=("team",), cont=True),
+            correlate("per-host", group_by=("host",)),
+        )
+    )
+    pipeline = Pipeline(rules)
+    result = pipeline.send(firing("a", labels("DiskFull", "db-1", team="db")), at(0))
+    host = pipeline.incidents()[1]
+    assert pipeline.kinds(host) == [TimelineKind.OPENED]
+    assert pipeline.timeline(host)[0].message == "opened by DiskFull db-1 (a) (continued)"
+    assert [d.decision for d in result.decisions if d.stage == "incidents"] == ["opened"] * 2
