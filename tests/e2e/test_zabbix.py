@@ -99,6 +99,11 @@ def test_problem_acknowledgement_and_recovery_through_the_shipped_media_type(
     receiver_id = add_user(admin, *RECEIVER, [media(media_type_id, receiving.url + WEBHOOK_PATH)])
     add_user(admin, *OPERATOR[:2], [], name=OPERATOR[2])
     add_action(admin, "alert-bridge e2e", media_type_id, receiver_id, trigger.trigger_id)
+    # The action must be in the server's configuration cache before the problem happens, or
+    # Zabbix opens the problem and sends nothing: an item created after the action and accepted
+    # by the trapper proves a cache sync since then.
+    probe = add_trapper_trigger(admin, private.host_id, HOST, "e2e.sync", "E2E sync probe", HIGH)
+    zabbix.push(probe.host, probe.key, "0")
 
     zabbix.push(trigger.host, trigger.key, "1")
     event_id = open_problem_id(zabbix, trigger)
