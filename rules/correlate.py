@@ -102,9 +102,9 @@ def place(fx: Effects, alert: AlertState, labels: Mapping[str, str]) -> AlertSta
     held = hold_of(fx, alert, labels)
     if held is not None:
         hold, held_by, stage, rule = held
-        incidents.depart(fx, alert, was.counted, why=f"held by {held_by}")
-        what = "suppressed" if hold is Hold.MAINTENANCE else "inhibited"
-        return _hold(fx, alert, hold, held_by, stage, rule, what)
+        if alert.hold is not hold or alert.held_by != held_by:
+            fx.decide(stage, rule, "suppressed" if hold is Hold.MAINTENANCE else "inhibited")
+        return hold_alert(fx, alert, hold, held_by)
     # Placed afresh: it is in the incidents it joins now only (a symptom leaves the incidents
     # of its `continue` routes).
     placed = _placed(fx, evolve(alert, also=()), labels, was, released=alert.hold is not Hold.NONE)
@@ -129,11 +129,11 @@ def _placed(
     return alert
 
 
-def _hold(
-    fx: Effects, alert: AlertState, hold: Hold, held_by: str, stage: str, rule: str, what: str
-) -> AlertState:
-    if alert.hold is not hold or alert.held_by != held_by:
-        fx.decide(stage, rule, what)
+def hold_alert(fx: Effects, alert: AlertState, hold: Hold, held_by: str) -> AlertState:
+    """The alert held (in no incident); a pending one leaves the incidents of its `continue`
+    routes, which counted it."""
+    if alert.hold is Hold.PENDING:
+        incidents.depart(fx, alert, alert.also, why=f"held by {held_by}")
     return evolve(alert, hold=hold, held_by=held_by, incident_id=None, also=(), reason=None)
 
 

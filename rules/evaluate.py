@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from rules import heartbeats, incidents, inhibit
 from rules.actions import act
-from rules.correlate import hold_of, place, routes
+from rules.correlate import hold_alert, hold_of, place, routes
 from rules.dedup import DedupDecision, DedupOutcome, dedup, dedup_rule, identify
 from rules.effects import Context, Effects, EngineSettings, Evaluation, apply
 from rules.flapping import FlapChange, observe
@@ -153,9 +153,7 @@ def _firing(
         # Held when it would be placed; one in an incident since before its heartbeat rule came
         # stays there, counted, until it resolves.
         if outcome.fires or alert.hold is not Hold.NONE:
-            return evolve(
-                alert, hold=Hold.HEARTBEAT, held_by="heartbeat", incident_id=None, also=()
-            )
+            return hold_alert(fx, alert, Hold.HEARTBEAT, "heartbeat")
     elif outcome.fires or _released(fx, alert, labels):
         return place(fx, alert, labels)
     return _seen(fx, alert, active, changed=outcome is DedupOutcome.CHANGED)

@@ -17,7 +17,16 @@ from rules.model import (
     TimelineKind,
 )
 from rules.ruleset import RuleSet
-from tests.rules.builders import at, correlate, event, firing, labels, resolved, window
+from tests.rules.builders import (
+    at,
+    correlate,
+    event,
+    firing,
+    heartbeat,
+    labels,
+    resolved,
+    window,
+)
 from tests.rules.world import Pipeline
 
 # Routing: which rules take an alert, and the incident key they give it.
@@ -459,3 +468,15 @@ def test_an_incident_a_continued_rule_opens_says_so_first_on_its_timeline() -> N
     assert pipeline.kinds(host) == [TimelineKind.OPENED]
     assert pipeline.timeline(host)[0].message == "opened by DiskFull db-1 (a) (continued)"
     assert [d.decision for d in result.decisions if d.stage == "incidents"] == ["opened"] * 2
+
+
+def test_a_pending_alert_a_new_heartbeat_rule_holds_leaves_its_continued_incident() -> None:
+    pipeline = Pipeline(PENDING_AND_CONTINUED)
+    down = labels("Down", "db-1", service="shop")
+    pipeline.send(firing("a", down), at(0))
+    pipeline.rules = replace(
+        PENDING_AND_CONTINUED, heartbeats=(heartbeat("down", 'alertname="Down"'),)
+    )
+    pipeline.send(firing("a", down, annotations={"n": "2"}), at(60))
+    assert pipeline.alert("a").hold is Hold.HEARTBEAT
+    assert pipeline.only_incident().status is IncidentStatus.RESOLVED
