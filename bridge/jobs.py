@@ -45,13 +45,16 @@ async def resolve_expired(runtime: Runtime) -> int:
 async def recheck_held(runtime: Runtime) -> int:
     """Look again at held and flapping alerts (a window ended, an inhibitor resolved, a
     flapping alert settled); returns how many changed."""
-    total = 0
-    async with runtime.engine.connect() as conn:
-        keys = await repository.held_alerts(conn, _EXPIRY_BATCH)
-        alerts = await repository.load_alerts(conn, keys)
-    if alerts:
-        total += await runtime.pipeline.recheck(alerts)
-    return total
+    total, after = 0, 0
+    while True:
+        async with runtime.engine.connect() as conn:
+            page = await repository.held_alerts(conn, _EXPIRY_BATCH, after)
+            alerts = await repository.load_alerts(conn, [key for _, key in page])
+        if alerts:
+            total += await runtime.pipeline.recheck(alerts)
+        if len(page) < _EXPIRY_BATCH:
+            return total
+        after = page[-1][0]
 
 
 async def check_heartbeats(runtime: Runtime) -> int:

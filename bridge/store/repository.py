@@ -206,17 +206,20 @@ async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> li
     return [(row.source, row.fingerprint) for row in await conn.execute(query)]
 
 
-async def held_alerts(conn: AsyncConnection, limit: int) -> list[AlertKey]:
+async def held_alerts(
+    conn: AsyncConnection, limit: int, after_id: int = 0
+) -> list[tuple[int, AlertKey]]:
     """Firing alerts held by something that may end (pending, inhibited, maintenance), and
-    flapping alerts: what the recheck job evaluates again, least recently seen first."""
+    flapping alerts: what the recheck job evaluates again, in row order from `after_id`, so
+    that the job pages through all of them (none starves behind a thousand others)."""
     held = (alerts.c.status == AlertStatus.FIRING) & alerts.c.hold.in_(_RECHECKED)
     query = (
-        select(alerts.c.source, alerts.c.fingerprint)
-        .where(or_(held, alerts.c.flapping.is_(True)))
-        .order_by(alerts.c.last_seen, alerts.c.id)
+        select(alerts.c.id, alerts.c.source, alerts.c.fingerprint)
+        .where(or_(held, alerts.c.flapping.is_(True)), alerts.c.id > after_id)
+        .order_by(alerts.c.id)
         .limit(limit)
     )
-    return [(row.source, row.fingerprint) for row in await conn.execute(query)]
+    return [(row.id, (row.source, row.fingerprint)) for row in await conn.execute(query)]
 
 
 async def firing_alerts(conn: AsyncConnection, source: str) -> list[AlertState]:

@@ -357,3 +357,22 @@ async def test_a_reopen_counts_for_the_problem_of_the_incidents_own_ci(
     assert problem["ci"] == "db-1"
     detail = await bridge.get_json(f"/api/v1/problems/{problem['id']}")
     assert len(detail["incidents"]) == 2
+
+
+async def test_the_recheck_job_pages_through_every_held_alert(
+    bridge: Bridge, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(jobs, "_EXPIRY_BATCH", 2)  # pages of two: five alerts need three
+    status, window = await bridge.post_json(
+        "/api/v1/maintenance",
+        {"name": "all-web", "matchers": ['alertname="HighLatency"'], "start": iso(bridge, -1),
+         "end": iso(bridge, 60), "created_by": "alice"},
+    )  # fmt: skip
+    assert status == 201, window
+    hosts = [f"web-{n}" for n in range(5)]
+    await prometheus(bridge, *({"alertname": "HighLatency", "instance": h} for h in hosts))
+    held = (await bridge.get_json("/api/v1/alerts?hold=maintenance"))["alerts"]
+    assert len(held) == 5
+    bridge.clock.advance(61)
+    assert await jobs.recheck_held(bridge.runtime) == 5
+    assert len(await open_incidents(bridge)) == 5

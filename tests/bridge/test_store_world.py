@@ -395,10 +395,12 @@ async def test_held_alerts_and_hold_filter(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         held = await repository.held_alerts(conn, 10)
         first_two = await repository.held_alerts(conn, 2)
+        next_two = await repository.held_alerts(conn, 2, after_id=first_two[-1][0])
         inhibited = await reads.list_alerts(conn, None, None, 10, 0, hold="inhibited")
-    names = [fingerprint for _, fingerprint in held]
-    assert names == ["maintenance", "pending", "inhibited", "flapping"]
-    assert [f for _, f in first_two] == ["maintenance", "pending"]
+    # Rows are written in key order, and the job pages through them in row order.
+    names = [fingerprint for _, (_, fingerprint) in held]
+    assert names == ["flapping", "inhibited", "maintenance", "pending"]
+    assert [f for _, (_, f) in first_two + next_two] == names
     assert [(a["fingerprint"], a["held_by"]) for a in inhibited] == [
         ("inhibited", "node-down"),
         ("resolved", ""),
