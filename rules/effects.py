@@ -84,6 +84,8 @@ class Effects:
     links: list[Link] = field(default_factory=list)
     inhibitors: list[InhibitorChange] = field(default_factory=list)
     beats: list[str] = field(default_factory=list)
+    # The heartbeats the event's labels match (whether or not it counts as a beat).
+    beating: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     follow_ups: list[Event] = field(default_factory=list)
 

@@ -37,7 +37,7 @@ from rules.model import (
     evolve,
 )
 from rules.normalize import normalize
-from rules.ruleset import ProblemBy, RuleSet
+from rules.ruleset import DedupRule, ProblemBy, RuleSet
 from rules.world import AlertKey, InhibitKey, InhibitorChange, World
 
 __all__ = [
@@ -63,15 +63,17 @@ class Prepared:
 
     event: Event
     normalized: tuple[str, ...]
+    dedup: DedupRule | None = None
 
 
 def prepare(ruleset: RuleSet, event: Event) -> Prepared:
     event, normalized = normalize(ruleset, event)
+    rule = dedup_rule(ruleset, event.match_labels())
     if event.source == heartbeats.SOURCE:
         # A heartbeat's alert is known by the heartbeat's name (the check and the recovery
         # look it up so), whatever fingerprint a dedup rule would give it.
-        return Prepared(event, normalized)
-    return Prepared(identify(dedup_rule(ruleset, event.match_labels()), event), normalized)
+        return Prepared(event, normalized, rule)
+    return Prepared(identify(rule, event), normalized, rule)
 
 
 def run(ctx: Context, world: World, event: Event | Prepared) -> list[Evaluation]:
@@ -88,9 +90,8 @@ def run(ctx: Context, world: World, event: Event | Prepared) -> list[Evaluation]
 
 def evaluate(ctx: Context, world: World, event: Event | Prepared) -> Evaluation:
     prepared = event if isinstance(event, Prepared) else prepare(ctx.rules, event)
-    event, normalized = prepared.event, prepared.normalized
+    event, normalized, rule = prepared.event, prepared.normalized, prepared.dedup
     labels = event.match_labels()
-    rule = dedup_rule(ctx.rules, labels)
     if event.kind is not EventKind.STATE:
         fx = Effects(ctx, world, event, DedupDecision(DedupOutcome.ACTION, None))
         act(fx, labels)
@@ -100,7 +101,8 @@ def evaluate(ctx: Context, world: World, event: Event | Prepared) -> Evaluation:
     fx = Effects(ctx, world, event, decided)
     for name in normalized:
         fx.decide("normalize", name, "applied")
-    _beat(fx, labels)
+    fx.beating = heartbeats.beaten(ctx.rules, labels)
+    _beat(fx)
     if event.source == heartbeats.SOURCE and decided.outcome.fires:
         fx.decide("heartbeats", event.fingerprint, "missed")
     if decided.alert is not None:
@@ -108,10 +110,10 @@ def evaluate(ctx: Context, world: World, event: Event | Prepared) -> Evaluation:
     return fx.freeze()
 
 
-def _beat(fx: Effects, labels: Mapping[str, str]) -> None:
+def _beat(fx: Effects) -> None:
     if not fx.event.from_sender:
         return
-    for name in heartbeats.beaten(fx.rules, labels):
+    for name in fx.beating:
         fx.beats.append(name)
         last = fx.world.heartbeats.get(name)
         stored = fx.world.alert(heartbeats.SOURCE, name)
@@ -149,7 +151,7 @@ def _firing(
         # Flapping, but its incidents were resolved meanwhile (by an operator, or `resolve_on`):
         # it stops counting there, and counts again where it is placed now.
         incidents.recount(fx, alert, -1)
-    if heartbeats.beaten(fx.rules, labels):
+    if fx.beating:
         # Held when it would be placed; one in an incident since before its heartbeat rule came
         # stays there, counted, until it resolves.
         if outcome.fires or alert.hold is not Hold.NONE:
