@@ -285,7 +285,13 @@ class Pipeline:
         ctx: Context,
     ) -> World:
         rules = ctx.rules
-        found = lookups(rules, [p.event for events in prepared for p in events])
+        events = [p.event for events in prepared for p in events]
+        # The batch's own alerts first: a re-send of a firing alert needs little else.
+        keys = {(e.source, e.fingerprint) for e in events}
+        for item in batch:
+            keys.update(item.expire)
+        known = {(a.source, a.fingerprint): a for a in await repository.load_alerts(conn, keys)}
+        found = lookups(rules, events, lambda source, fp: known.get((source, fp)))
         for item in batch:
             found.alerts.update(item.expire)
             for alert in item.recheck:
@@ -301,7 +307,7 @@ class Pipeline:
         incident_ids = [item.action.incident_id for item in batch if item.action]
         windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]
         since = ctx.now - max(windows)
-        world = await repository.load_world(conn, found, incident_ids, since)
+        world = await repository.load_world(conn, found, incident_ids, since, known)
         more = more_lookups(rules, world, found)
         if more.cis:
             extra = await repository.load_world(conn, more, (), since)

@@ -17,7 +17,7 @@ recovery), so that both the daemon and the offline tools drive the stages the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rules import heartbeats, incidents, inhibit
@@ -252,11 +252,16 @@ class Lookups:
         self.problem_keys |= other.problem_keys
 
 
-def lookups(ruleset: RuleSet, events: Iterable[Event]) -> Lookups:
+def lookups(
+    ruleset: RuleSet,
+    events: Iterable[Event],
+    stored: Callable[[str, str], AlertState | None] | None = None,
+) -> Lookups:
     """What to load for `events` (the `Prepared.event`s): their alerts, the incident keys they may
     route to, the inhibit keys they may be targets or sources of, the CIs whose incidents may
     take them as symptoms, the problem keys they may link to, and heartbeat alerts they may
-    recover."""
+    recover. With `stored` (the alerts already loaded), a re-send of an alert that fires in its
+    incidents asks only for what a repeat reads: most traffic is such re-sends."""
     found = Lookups()
     for event in events:
         found.alerts.add((event.source, event.fingerprint))
@@ -266,8 +271,22 @@ def lookups(ruleset: RuleSet, events: Iterable[Event]) -> Lookups:
             found.alerts.update((heartbeats.SOURCE, n) for n in heartbeats.beaten(ruleset, labels))
         if event.status is not AlertStatus.FIRING:
             continue  # actions on firing alerts may place them too (a downtime that ends)
+        prior = stored(event.source, event.fingerprint) if stored is not None else None
+        if prior is not None and _steady(prior, event):
+            found.inhibit_keys.update(inhibit.sources(ruleset, labels))  # registered yet?
+            continue
         _event_lookups(ruleset, labels, found)
     return found
+
+
+def _steady(prior: AlertState, event: Event) -> bool:
+    """A firing re-send of an alert that fires, held by nothing: dedup makes it a repeat or a
+    change (or a duplicate), which reads only the alert's own incidents."""
+    return (
+        event.kind is EventKind.STATE
+        and prior.status is AlertStatus.FIRING
+        and prior.hold is Hold.NONE
+    )
 
 
 def more_lookups(ruleset: RuleSet, world: World, found: Lookups) -> Lookups:

@@ -8,7 +8,7 @@ Rows <-> domain values are converted in `rows`; the writes people make through t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -73,13 +73,18 @@ def _chunks(items: Collection[Any]) -> Iterable[Sequence[Any]]:
 
 
 async def load_world(
-    conn: AsyncConnection, lookups: Lookups, incident_ids: Iterable[int], recent_since: datetime
+    conn: AsyncConnection,
+    lookups: Lookups,
+    incident_ids: Iterable[int],
+    recent_since: datetime,
+    known: Mapping[AlertKey, AlertState] | None = None,
 ) -> World:
     """The rows the stages may read for a batch (see `rules.evaluate.lookups`): its alerts and
     the pending alerts of its incident keys, the incidents those alerts joined, the latest and
     recent incidents of its keys, the active or recent incidents of its CIs, its problems and
-    inhibitors, and every heartbeat."""
-    found = await _alerts_by_key(conn, lookups.alerts)
+    inhibitors, and every heartbeat. `known` are alerts the caller loaded already."""
+    found = dict(known or {})
+    found.update(await _alerts_by_key(conn, lookups.alerts - found.keys()))
     for key, alert in (await _pending_alerts(conn, lookups.incident_keys)).items():
         found.setdefault(key, alert)
     wanted = set(incident_ids)
@@ -106,11 +111,19 @@ async def load_alerts(conn: AsyncConnection, keys: Collection[AlertKey]) -> list
 async def _alerts_by_key(
     conn: AsyncConnection, keys: Collection[AlertKey]
 ) -> dict[AlertKey, AlertState]:
+    # One query per source with `fingerprint IN (...)`: both columns of the unique index are
+    # then constrained, which SQLite uses; a row-value IN over (source, fingerprint) pairs made
+    # it scan the table once per chunk.
+    by_source: dict[str, list[str]] = {}
+    for source, fingerprint in keys:
+        by_source.setdefault(source, []).append(fingerprint)
     found: dict[AlertKey, AlertState] = {}
-    for chunk in _chunks(keys):
-        pair = tuple_(alerts.c.source, alerts.c.fingerprint)
-        for row in await conn.execute(select(alerts).where(pair.in_(chunk))):
-            found[(row.source, row.fingerprint)] = alert_from_row(row)
+    for source, fingerprints in sorted(by_source.items()):
+        for chunk in _chunks(fingerprints):
+            query = select(alerts).where(alerts.c.source == source, alerts.c.fingerprint.in_(chunk))
+            for row in await conn.execute(query):
+                alert = alert_from_row(row)
+                found[(alert.source, alert.fingerprint)] = alert
     return found
 
 

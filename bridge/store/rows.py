@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row
 
+from bridge.store.tables import alerts
 from rules.model import (
     AlertState,
     AlertStatus,
@@ -170,35 +171,47 @@ def event_row(evaluation: Evaluation, ids: dict[int, int], now: datetime) -> dic
 
 
 def alert_from_row(row: Row[Any]) -> AlertState:
+    # One dict of the row's values, then plain lookups: attribute access on a Row costs a
+    # keymap lookup per column, and this runs for every alert a batch loads.
+    v = dict(zip(_ALERT_COLUMNS, row, strict=True))
+    reason = v["reason"]
     return AlertState(
-        source=row.source,
-        fingerprint=row.fingerprint,
-        status=AlertStatus(row.status),
-        labels=row.labels,
-        annotations=row.annotations,
-        severity=Severity(row.severity),
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        expires_at=row.expires_at,
-        generator_url=row.generator_url,
-        group_key=row.group_key,
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-        count=row._mapping["count"],
-        digest=row.digest,
-        incident_id=row.incident_id,
-        rule=row.rule,
-        flapping=row.flapping,
-        flap_reported=row.flap_reported,
-        maintenance=row.maintenance,
-        hold=Hold(row.hold),
-        held_by=row.held_by,
-        incident_key=row.incident_key,
-        reason=JoinReason(row.reason) if row.reason is not None else None,
-        also=tuple(row.also),
-        history=row.history,
-        changed_at=row.changed_at,
+        source=v["source"],
+        fingerprint=v["fingerprint"],
+        status=_ALERT_STATUS[v["status"]],
+        labels=v["labels"],
+        annotations=v["annotations"],
+        severity=_SEVERITY[v["severity"]],
+        starts_at=v["starts_at"],
+        ends_at=v["ends_at"],
+        expires_at=v["expires_at"],
+        generator_url=v["generator_url"],
+        group_key=v["group_key"],
+        first_seen=v["first_seen"],
+        last_seen=v["last_seen"],
+        count=v["count"],
+        digest=v["digest"],
+        incident_id=v["incident_id"],
+        rule=v["rule"],
+        flapping=v["flapping"],
+        flap_reported=v["flap_reported"],
+        maintenance=v["maintenance"],
+        hold=_HOLD[v["hold"]],
+        held_by=v["held_by"],
+        incident_key=v["incident_key"],
+        reason=JoinReason(reason) if reason is not None else None,
+        also=tuple(v["also"]),
+        history=v["history"],
+        changed_at=v["changed_at"],
     )
+
+
+# The column order of `select(alerts)`, which every caller of `alert_from_row` uses.
+_ALERT_COLUMNS = tuple(column.key for column in alerts.c)
+# Enum lookups by value without the enum machinery's call overhead.
+_ALERT_STATUS = {s.value: s for s in AlertStatus}
+_SEVERITY = {s.value: s for s in Severity}
+_HOLD = {h.value: h for h in Hold}
 
 
 def incident_from_row(row: Row[Any]) -> IncidentState:

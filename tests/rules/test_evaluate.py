@@ -222,7 +222,8 @@ class Checked(Pipeline):
     def send(self, event: Event, now: datetime) -> Evaluation:
         ctx = self.context(now)
         prepared = prepare(self.rules, event)
-        found = lookups(self.rules, [prepared.event])
+        # As the daemon does: the stored alert first, then what the event needs beyond it.
+        found = lookups(self.rules, [prepared.event], self.world.alert)
         partial = shell_load(self.rules, self.world, found, self._since(now))
         expected = evaluate(ctx, partial, prepared)
         actual = super().send(event, now)
