@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.runtime import JobHealth, Runtime
 from bridge.store import admin, repository
@@ -23,6 +24,8 @@ from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
 from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
+from rules.model import AlertState, AlertStatus, Hold
+from rules.recheck import inhibitor_of, still_held
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,29 @@ async def recheck_held(runtime: Runtime) -> int:
         async with runtime.engine.connect() as conn:
             page = await repository.held_alerts(conn, _EXPIRY_BATCH, after)
             alerts = await repository.load_alerts(conn, [key for _, key in page])
-        if alerts:
-            total += await runtime.pipeline.recheck(alerts)
+            todo = await _not_surely_held(runtime, conn, alerts)
+        if todo:
+            total += await runtime.pipeline.recheck(todo)
         if len(page) < _EXPIRY_BATCH:
             return total
         after = page[-1][0]
+
+
+async def _not_surely_held(
+    runtime: Runtime, conn: AsyncConnection, alerts: list[AlertState]
+) -> list[AlertState]:
+    """The held alerts worth the writer's time: those whose window may have ended or whose
+    inhibiting alert may have stopped (thousands can stay inhibited behind one host down)."""
+    named = {inhibitor_of(a.held_by) for a in alerts if a.hold is Hold.INHIBITED}
+    sources = [key for key in named if key is not None]
+    firing = {
+        (a.source, a.fingerprint)
+        for a in await repository.load_alerts(conn, sources)
+        if a.status is AlertStatus.FIRING
+    }
+    windows = (*runtime.rules.maintenance, *runtime.api_windows)
+    now = runtime.clock.now()
+    return [a for a in alerts if not still_held(a, windows, now, firing.__contains__)]
 
 
 async def check_heartbeats(runtime: Runtime) -> int:

@@ -13,19 +13,53 @@ the offline tools run it at every step of a test timeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
 from rules import incidents
 from rules.correlate import place
 from rules.dedup import DedupDecision, DedupOutcome
 from rules.effects import Context, Effects, Evaluation
 from rules.flapping import FlapChange, settle
 from rules.model import AlertState, AlertStatus, Event, Hold, TimelineKind
-from rules.world import World
+from rules.ruleset import MaintenanceWindow
+from rules.world import AlertKey, World
 
 _HELD = (Hold.MAINTENANCE, Hold.INHIBITED, Hold.PENDING)
 
 
 def needs_recheck(alert: AlertState) -> bool:
     return alert.flapping or (alert.status is AlertStatus.FIRING and alert.hold in _HELD)
+
+
+def still_held(
+    alert: AlertState,
+    windows: Iterable[MaintenanceWindow],
+    now: datetime,
+    firing: Callable[[AlertKey], bool],
+) -> bool:
+    """A cheap pre-check for the daemon's recheck job: True when what holds the alert surely
+    still does (its window is still active, its inhibiting alert still fires), so that
+    looking at it again would change nothing. False means "look again" (`recheck` decides)."""
+    if alert.flapping or alert.hold is Hold.PENDING:
+        return False
+    if alert.hold is Hold.MAINTENANCE:
+        if alert.held_by.startswith("downtime:"):
+            return alert.maintenance  # the sender's downtime: until it says it ended
+        window = next((w for w in windows if w.label == alert.held_by), None)
+        return window is not None and window.schedule.window_at(now) is not None
+    if alert.hold is Hold.INHIBITED:
+        source = inhibitor_of(alert.held_by)
+        return source is not None and firing(source)
+    return False
+
+
+def inhibitor_of(held_by: str) -> AlertKey | None:
+    """The inhibiting alert named in an inhibited alert's `held_by`
+    (`inhibit:<rule> by <source>/<fingerprint>`, see `rules.inhibit.inhibited_by`)."""
+    _, found, named = held_by.partition(" by ")
+    source, slash, fingerprint = named.partition("/")
+    return (source, fingerprint) if found and slash else None
 
 
 def recheck(ctx: Context, world: World, alert: AlertState) -> Evaluation | None:

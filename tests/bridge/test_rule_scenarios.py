@@ -376,3 +376,19 @@ async def test_the_recheck_job_pages_through_every_held_alert(
     bridge.clock.advance(61)
     assert await jobs.recheck_held(bridge.runtime) == 5
     assert len(await open_incidents(bridge)) == 5
+
+
+async def test_inhibited_alerts_are_released_by_the_recheck_job_once_the_source_resolves(
+    bridge: Bridge,
+) -> None:
+    down = {"alertname": "HostDown", "instance": "web-9:9100"}
+    slow = {"alertname": "HighLatency", "instance": "web-9:9100"}
+    await prometheus(bridge, down, slow)
+    [held] = (await bridge.get_json("/api/v1/alerts?hold=inhibited"))["alerts"]
+    assert held["labels"]["alertname"] == "HighLatency"
+    assert await jobs.recheck_held(bridge.runtime) == 0  # the source still fires
+    bridge.clock.advance(30)
+    await prometheus(bridge, down, resolved=True)  # HighLatency still fires, still held
+    assert await jobs.recheck_held(bridge.runtime) == 1
+    [incident] = await open_incidents(bridge)
+    assert incident["title"] == "HighLatency on web-9:9100"
