@@ -40,6 +40,7 @@ from bridge.store.tables import (
     timeline,
 )
 from rules.dedup import DedupOutcome
+from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 from rules.model import (
     AlertState,
     AlertStatus,
@@ -100,7 +101,8 @@ async def load_world(
     world.load_problems(await _problems(conn, lookups.problem_keys, problem_ids))
     for inhibit_key, alert_key in await _inhibitors(conn, lookups.inhibit_keys):
         world.load_inhibitor(inhibit_key, alert_key)
-    world.heartbeats = await heartbeat_times(conn)
+    if any(source == HEARTBEAT_SOURCE for source, _ in lookups.alerts):
+        world.heartbeats = await heartbeat_times(conn)  # only a heartbeat's event reads them
     return world
 
 

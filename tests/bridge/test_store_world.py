@@ -161,7 +161,8 @@ async def test_world_round_trip_with_placeholders(engine: AsyncEngine) -> None:
     assert all(stored > 0 for stored in ids.values())
     assert ids[first_id] < ids[second_id]  # in the order the placeholders were handed out
     found = Lookups(
-        alerts={("alertmanager", "fp1"), ("alertmanager", "fp2")},
+        # The heartbeat's alert: a batch that may read heartbeats asks for it (see lookups).
+        alerts={("alertmanager", "fp1"), ("alertmanager", "fp2"), ("heartbeat", "watchdog")},
         inhibit_keys={INHIBIT},
         problem_keys={new_problem.key},
     )
@@ -219,7 +220,9 @@ async def test_updates_after_reload(engine: AsyncEngine) -> None:
         "known_error", "full disk", "",
     )  # fmt: skip
 
-    found = Lookups(alerts={("alertmanager", "fp1")}, incident_keys={"disk:db-01"})
+    found = Lookups(
+        alerts={("alertmanager", "fp1"), ("heartbeat", "watchdog")}, incident_keys={"disk:db-01"}
+    )
     found.inhibit_keys.add(INHIBIT)
     world = await load(engine, found)
     assert world.pending("disk:db-01") == [waiting]
