@@ -5,8 +5,11 @@ incidents that become a problem, a missed heartbeat, and a hot reload."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import signal
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -392,3 +395,15 @@ async def test_inhibited_alerts_are_released_by_the_recheck_job_once_the_source_
     assert await jobs.recheck_held(bridge.runtime) == 1
     [incident] = await open_incidents(bridge)
     assert incident["title"] == "HighLatency on web-9:9100"
+
+
+async def test_sighup_reloads_the_rules(bridge: Bridge) -> None:
+    before = bridge.runtime.rules
+    os.kill(os.getpid(), signal.SIGHUP)
+    deadline = asyncio.get_running_loop().time() + 10
+    while bridge.runtime.rules is before:
+        assert asyncio.get_running_loop().time() < deadline, "SIGHUP did not reload the rules"
+        await asyncio.sleep(0.01)
+    assert bridge.runtime.rules.digest == before.digest  # the same files, loaded again
+    text = await (await bridge.client.get("/metrics")).text()
+    assert "bridge_rules_reloads_total 1.0" in text
