@@ -20,7 +20,7 @@ from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
 from bridge.runtime import RUNTIME, Runtime
 from bridge.settings import Settings
-from bridge.store import admin, database, repository
+from bridge.store import admin, database, scans
 from connectors.generic import Mapping as GenericMapping
 from connectors.generic import MappingLoadError, load_mappings
 from rules.evaluate import EngineSettings
@@ -108,7 +108,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     runtime.reload = lambda: reload_rules(runtime)
     _rules_loaded(runtime)
     async with engine.connect() as conn:
-        for state, count in (await repository.count_incidents_by_status(conn)).items():
+        for state, count in (await scans.count_incidents_by_status(conn)).items():
             metrics.incidents.labels(state).set(count)
         runtime.set_api_windows(await admin.list_windows(conn, include_deleted=False))
 

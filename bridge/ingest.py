@@ -21,20 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
     SQLAlchemyError,
 )
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.clock import Clock
 from bridge.errors import Conflict, NotFound, StoreRefused, StoreUnavailable
 from bridge.metrics import Metrics
-from bridge.store import repository
+from bridge.store import repository, scans
+from bridge.store.failures import UNREACHABLE, Unreachable, describe, is_transient
 from rules import incidents as incident_stage
 from rules.dedup import DedupOutcome, expiry_event
 from rules.effects import Context, EngineSettings, Evaluation, apply
@@ -49,38 +45,6 @@ from rules.timers import due_heartbeats, gone_heartbeats
 from rules.world import AlertKey, World
 
 log = logging.getLogger(__name__)
-
-# SQLSTATE classes where waiting and retrying helps: connection exception, transaction
-# rollback (deadlock, serialization), invalid catalog (database gone), insufficient resources,
-# operator intervention (shutdown, "cannot connect now"), system error.
-_TRANSIENT_SQLSTATE = ("08", "40", "3D", "53", "57", "58")
-
-
-class _Unreachable(Exception):
-    """The database is away (connection, disk, lock): the whole batch waits for a retry."""
-
-
-_UNREACHABLE = (_Unreachable, OSError, asyncio.TimeoutError)
-
-
-def is_transient(exc: SQLAlchemyError) -> bool:
-    """Whether waiting helps: the database is away, not refusing what we sent."""
-    if isinstance(exc, PoolTimeout | DisconnectionError):
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False  # compile or usage errors: a bug, not an outage
-    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE)
-
-
-def _describe(exc: BaseException) -> str:
-    """The driver's message without the statement and its parameters (they hold alert data)."""
-    if isinstance(exc, _Unreachable) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    original = exc.orig if isinstance(exc, DBAPIError) else exc
-    return f"{type(original).__name__}: {str(original).splitlines()[0] if str(original) else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,15 +169,15 @@ class Pipeline:
                 for item in batch:
                     await self._commit([item], item.size)
                 return
-            log.error("commit refused: %s", _describe(exc))
+            log.error("commit refused: %s", describe(exc))
             retry_helps = isinstance(exc, IntegrityError)  # a concurrent writer won a race
             error = StoreUnavailable if retry_helps else StoreRefused
-            self._fail(batch, error(_describe(exc)))
+            self._fail(batch, error(describe(exc)))
             return
-        except _UNREACHABLE as exc:
-            log.warning("commit of %d events failed: %s", size, _describe(exc))
+        except UNREACHABLE as exc:
+            log.warning("commit of %d events failed: %s", size, describe(exc))
             self._metrics.database_errors.labels("commit").inc()
-            self._fail(batch, StoreUnavailable(_describe(exc)))
+            self._fail(batch, StoreUnavailable(describe(exc)))
             return
         self._observe(world, evaluations, now)
         self._metrics.commit_events.observe(size)
@@ -235,13 +199,13 @@ class Pipeline:
         try:
             connection = await self._engine.connect()
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
-            raise _Unreachable(exc) from exc  # whatever stops a connection, waiting may help
+            raise Unreachable(exc) from exc  # whatever stops a connection, waiting may help
         try:
             async with connection.begin():
                 return await self._transaction(connection, batch, now)
         except SQLAlchemyError as exc:
             if is_transient(exc):
-                raise _Unreachable(exc) from exc
+                raise Unreachable(exc) from exc
             raise
         finally:
             await connection.close()
@@ -302,7 +266,7 @@ class Pipeline:
                 # firing heartbeat alerts, to resolve those whose rule a reload removed.
                 missed = [missed_event(r, ctx.now, ctx.now) for r in rules.heartbeats]
                 found.merge(lookups(rules, [prepare(rules, event).event for event in missed]))
-                firing = await repository.firing_alerts(conn, HEARTBEAT_SOURCE)
+                firing = await scans.firing_alerts(conn, HEARTBEAT_SOURCE)
                 found.alerts.update((a.source, a.fingerprint) for a in firing)
         incident_ids = [item.action.incident_id for item in batch if item.action]
         windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]

@@ -19,7 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.runtime import JobHealth, Runtime
-from bridge.store import admin, repository
+from bridge.store import admin, repository, scans
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
@@ -37,7 +37,7 @@ async def resolve_expired(runtime: Runtime) -> int:
     total = 0
     while True:
         async with runtime.engine.connect() as conn:
-            keys = await repository.expired_alerts(conn, runtime.clock.now(), _EXPIRY_BATCH)
+            keys = await scans.expired_alerts(conn, runtime.clock.now(), _EXPIRY_BATCH)
         if not keys:
             return total
         total += await runtime.pipeline.expire(keys)
@@ -51,7 +51,7 @@ async def recheck_held(runtime: Runtime) -> int:
     total, after = 0, 0
     while True:
         async with runtime.engine.connect() as conn:
-            page = await repository.held_alerts(conn, _EXPIRY_BATCH, after)
+            page = await scans.held_alerts(conn, _EXPIRY_BATCH, after)
             alerts = await repository.load_alerts(conn, [key for _, key in page])
             todo = await _not_surely_held(runtime, conn, alerts)
         if todo:
@@ -83,7 +83,7 @@ async def check_heartbeats(runtime: Runtime) -> int:
     reload removed; returns how many were late."""
     if not runtime.rules.heartbeats:
         async with runtime.engine.connect() as conn:
-            if not await repository.firing_alerts(conn, HEARTBEAT_SOURCE):
+            if not await scans.firing_alerts(conn, HEARTBEAT_SOURCE):
                 return 0  # no heartbeat rules, and none left behind by a reload
     return await runtime.pipeline.check_heartbeats()
 
@@ -105,7 +105,7 @@ async def reconcile_nagios(runtime: Runtime) -> int:
     text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
     states = parse_status(text)
     async with runtime.engine.connect() as conn:
-        firing = {a.fingerprint for a in await repository.firing_alerts(conn, nagios.SOURCE)}
+        firing = {a.fingerprint for a in await scans.firing_alerts(conn, nagios.SOURCE)}
     events = reconcile(states, firing, runtime.clock.now())
     await runtime.pipeline.submit(events)
     return len(events)
@@ -146,7 +146,7 @@ async def poll_zabbix(runtime: Runtime) -> int:
     )
     listed = {event.fingerprint for event in parsed.events}
     async with runtime.engine.connect() as conn:
-        firing = await repository.firing_alerts(conn, zabbix.SOURCE)
+        firing = await scans.firing_alerts(conn, zabbix.SOURCE)
     gone = [alert for alert in firing if alert.fingerprint not in listed]
     events = [*parsed.events, *zabbix_api.vanished(gone, now)]
     await runtime.pipeline.submit(events)

@@ -58,8 +58,6 @@ if TYPE_CHECKING:
     from rules.evaluate import Lookups
 
 _CHUNK = 400
-# Alerts the recheck job looks at again: held by something that may end, or flapping.
-_RECHECKED = (Hold.PENDING, Hold.INHIBITED, Hold.MAINTENANCE)
 # Evaluations that changed nothing worth a row in the event log (counted in the metrics).
 _UNLOGGED = (DedupOutcome.DUPLICATE, DedupOutcome.RECHECK)
 
@@ -206,45 +204,6 @@ async def _inhibitors(
         for row in await conn.execute(select(inhibitors).where(pair.in_(chunk))):
             found.append(((row.rule, row.key), (row.source, row.fingerprint)))
     return found
-
-
-# Queries for the scheduled jobs and the composition root
-
-
-async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> list[AlertKey]:
-    query = (
-        select(alerts.c.source, alerts.c.fingerprint)
-        .where(alerts.c.status == AlertStatus.FIRING, alerts.c.expires_at <= now)
-        .order_by(alerts.c.expires_at)
-        .limit(limit)
-    )
-    return [(row.source, row.fingerprint) for row in await conn.execute(query)]
-
-
-async def held_alerts(
-    conn: AsyncConnection, limit: int, after_id: int = 0
-) -> list[tuple[int, AlertKey]]:
-    """Firing alerts held by something that may end (pending, inhibited, maintenance), and
-    flapping alerts: what the recheck job evaluates again, in row order from `after_id`, so
-    that the job pages through all of them (none starves behind a thousand others)."""
-    held = (alerts.c.status == AlertStatus.FIRING) & alerts.c.hold.in_(_RECHECKED)
-    query = (
-        select(alerts.c.id, alerts.c.source, alerts.c.fingerprint)
-        .where(or_(held, alerts.c.flapping.is_(True)), alerts.c.id > after_id)
-        .order_by(alerts.c.id)
-        .limit(limit)
-    )
-    return [(row.id, (row.source, row.fingerprint)) for row in await conn.execute(query)]
-
-
-async def firing_alerts(conn: AsyncConnection, source: str) -> list[AlertState]:
-    query = select(alerts).where(alerts.c.source == source, alerts.c.status == AlertStatus.FIRING)
-    return [alert_from_row(row) for row in await conn.execute(query)]
-
-
-async def count_incidents_by_status(conn: AsyncConnection) -> dict[str, int]:
-    query = select(incidents.c.status, func.count()).group_by(incidents.c.status)
-    return {status: count for status, count in (await conn.execute(query)).all()}
 
 
 async def heartbeat_times(conn: AsyncConnection) -> dict[str, datetime]:

@@ -19,9 +19,10 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bridge.errors import StoreRefused, StoreUnavailable
-from bridge.ingest import Pipeline, is_transient
+from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
 from bridge.store import database
+from bridge.store.failures import is_transient
 from bridge.store.tables import alerts
 from rules.evaluate import EngineSettings
 from rules.ruleset import RuleSet

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bridge.store import admin, database, reads, repository
+from bridge.store import admin, database, reads, repository, scans
 from bridge.store.tables import alerts, events, incident_links, incidents, inhibitors, timeline
 from rules.dedup import DedupDecision, DedupOutcome
 from rules.effects import Evaluation, apply
@@ -396,9 +396,9 @@ async def test_held_alerts_and_hold_filter(engine: AsyncEngine) -> None:
         world.put_alert(row)
     await persist(engine, world)
     async with engine.connect() as conn:
-        held = await repository.held_alerts(conn, 10)
-        first_two = await repository.held_alerts(conn, 2)
-        next_two = await repository.held_alerts(conn, 2, after_id=first_two[-1][0])
+        held = await scans.held_alerts(conn, 10)
+        first_two = await scans.held_alerts(conn, 2)
+        next_two = await scans.held_alerts(conn, 2, after_id=first_two[-1][0])
         inhibited = await reads.list_alerts(conn, None, None, 10, 0, hold="inhibited")
     # Rows are written in key order, and the job pages through them in row order.
     names = [fingerprint for _, (_, fingerprint) in held]
