@@ -271,7 +271,7 @@ class Pipeline:
         incident_ids = [item.action.incident_id for item in batch if item.action]
         windows = [rule.within for rule in rules.problems] + [self._settings.reopen_window]
         since = ctx.now - max(windows)
-        world = await repository.load_world(conn, found, incident_ids, since, known)
+        world = await repository.load_world(conn, found, incident_ids, since, known, keys)
         more = more_lookups(rules, world, found)
         if more.cis:
             extra = await repository.load_world(conn, more, (), since)

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Update, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,21 +77,21 @@ async def load_world(
     incident_ids: Iterable[int],
     recent_since: datetime,
     known: Mapping[AlertKey, AlertState] | None = None,
+    checked: Collection[AlertKey] = (),
 ) -> World:
     """The rows the stages may read for a batch (see `rules.evaluate.lookups`): its alerts and
     the pending alerts of its incident keys, the incidents those alerts joined, the latest and
     recent incidents of its keys, the active or recent incidents of its CIs, its problems and
-    inhibitors, and every heartbeat. `known` are alerts the caller loaded already."""
+    inhibitors, and every heartbeat. `known` are alerts the caller loaded already, `checked`
+    the keys it looked up (found or not), so that neither is asked for again."""
     found = dict(known or {})
-    found.update(await _alerts_by_key(conn, lookups.alerts - found.keys()))
+    found.update(await _alerts_by_key(conn, lookups.alerts - found.keys() - set(checked)))
     for key, alert in (await _pending_alerts(conn, lookups.incident_keys)).items():
         found.setdefault(key, alert)
     wanted = set(incident_ids)
     for alert in found.values():
         wanted.update(alert.incident_ids)
-    loaded = await _incidents_by_id(conn, wanted)
-    loaded.update(await _incidents_by_key(conn, lookups.incident_keys, recent_since))
-    loaded.update(await _incidents_by_ci(conn, lookups.cis, recent_since))
+    loaded = await _incidents(conn, wanted, lookups.incident_keys, lookups.cis, recent_since)
     problem_ids = {i.problem_id for i in loaded.values() if i.problem_id is not None}
     world = World()
     world.load_alerts(found.values())
@@ -142,6 +142,48 @@ async def _pending_alerts(
     return found
 
 
+async def _incidents(
+    conn: AsyncConnection,
+    ids: Collection[int],
+    keys: Collection[str],
+    cis: Collection[str],
+    since: datetime,
+) -> dict[int, IncidentState]:
+    """Incidents by id, the latest and recent ones of `keys`, the active or recent ones of
+    `cis`: in one statement when each list fits one chunk (the usual batch), as every
+    statement is a round trip through the driver."""
+    if max(len(ids), len(keys), len(cis)) > _CHUNK:
+        found = await _incidents_by_id(conn, ids)
+        found.update(await _incidents_by_key(conn, keys, since))
+        found.update(await _incidents_by_ci(conn, cis, since))
+        return found
+    terms: list[ColumnElement[bool]] = []
+    if ids:
+        terms.append(incidents.c.id.in_(sorted(ids)))
+    if keys:
+        terms.append(_of_keys(sorted(keys), since))
+    if cis:
+        terms.append(and_(incidents.c.ci.in_(sorted(cis)), _live(since)))
+    if not terms:
+        return {}
+    result = await conn.execute(select(incidents).where(or_(*terms)))
+    return {row.id: incident_from_row(row) for row in result}
+
+
+def _of_keys(keys: Sequence[str], since: datetime) -> ColumnElement[bool]:
+    """The latest incident of each key (any status, any age) and those opened since `since`."""
+    latest = (
+        select(func.max(incidents.c.id)).where(incidents.c.key.in_(keys)).group_by(incidents.c.key)
+    )
+    return and_(
+        incidents.c.key.in_(keys), or_(incidents.c.opened_at >= since, incidents.c.id.in_(latest))
+    )
+
+
+def _live(since: datetime) -> ColumnElement[bool]:
+    return or_(incidents.c.status != IncidentStatus.RESOLVED, incidents.c.opened_at >= since)
+
+
 async def _incidents_by_id(conn: AsyncConnection, ids: Collection[int]) -> dict[int, IncidentState]:
     found: dict[int, IncidentState] = {}
     for chunk in _chunks(ids):
@@ -156,15 +198,7 @@ async def _incidents_by_key(
     """The latest incident of each key (any status, any age) and those opened since `since`."""
     found: dict[int, IncidentState] = {}
     for chunk in _chunks(keys):
-        latest = (
-            select(func.max(incidents.c.id))
-            .where(incidents.c.key.in_(chunk))
-            .group_by(incidents.c.key)
-        )
-        query = select(incidents).where(
-            incidents.c.key.in_(chunk),
-            or_(incidents.c.opened_at >= since, incidents.c.id.in_(latest)),
-        )
+        query = select(incidents).where(_of_keys(chunk, since))
         found.update((row.id, incident_from_row(row)) for row in await conn.execute(query))
     return found
 
@@ -173,9 +207,8 @@ async def _incidents_by_ci(
     conn: AsyncConnection, cis: Collection[str], since: datetime
 ) -> dict[int, IncidentState]:
     found: dict[int, IncidentState] = {}
-    live = or_(incidents.c.status != IncidentStatus.RESOLVED, incidents.c.opened_at >= since)
     for chunk in _chunks(cis):
-        query = select(incidents).where(incidents.c.ci.in_(chunk), live)
+        query = select(incidents).where(incidents.c.ci.in_(chunk), _live(since))
         found.update((row.id, incident_from_row(row)) for row in await conn.execute(query))
     return found
 
