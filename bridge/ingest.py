@@ -49,10 +49,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class OperatorAction:
+    """A change someone (or the auto-close job) makes to one incident: `apply` is a pure
+    transition of `rules.incidents` with its arguments bound, run by the writer on the
+    incident as stored at that moment."""
+
     incident_id: int
-    verb: str  # "acknowledge" | "resolve"
-    actor: str
-    comment: str
+    verb: str  # acknowledge, unacknowledge, resolve, close, assign, comment, priority
+    apply: Callable[[IncidentState, datetime], incident_stage.Transition]
 
 
 @dataclass(eq=False)
@@ -324,10 +327,7 @@ class Pipeline:
         if incident is None:
             item.error = NotFound(f"incident {action.incident_id} not found")
             return
-        verb = (
-            incident_stage.acknowledge if action.verb == "acknowledge" else incident_stage.resolve
-        )
-        decided = verb(incident, action.actor, action.comment, now)
+        decided = action.apply(incident, now)
         if isinstance(decided, Refusal):
             item.error = Conflict(decided.value)
             return

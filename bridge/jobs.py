@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,13 +18,16 @@ import orjson
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bridge.ingest import OperatorAction
 from bridge.runtime import JobHealth, Runtime
 from bridge.store import admin, repository, scans
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
+from rules import incidents as incident_stage
 from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
-from rules.model import AlertState, AlertStatus, Hold
+from rules.incidents import Transition, due_to_close
+from rules.model import AlertState, AlertStatus, Hold, IncidentState, IncidentStatus
 from rules.recheck import inhibitor_of, still_held
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,30 @@ async def _not_surely_held(
     windows = (*runtime.rules.maintenance, *runtime.api_windows)
     now = runtime.clock.now()
     return [a for a in alerts if not still_held(a, windows, now, firing.__contains__)]
+
+
+AUTO_CLOSE_ACTOR = "rule:auto-close"
+
+
+async def close_resolved(runtime: Runtime) -> int:
+    """Close incidents resolved longer than `close_after` ago; returns how many closed."""
+    after = runtime.settings.close_after
+    if not after:
+        return 0
+    async with runtime.engine.connect() as conn:
+        ids = await scans.resolved_before(conn, runtime.clock.now() - after, _EXPIRY_BATCH)
+    closed = await asyncio.gather(*(_close(runtime, i, after) for i in ids))
+    return sum(closed)
+
+
+async def _close(runtime: Runtime, incident_id: int, after: timedelta) -> int:
+    def close(incident: IncidentState, now: datetime) -> Transition:
+        if not due_to_close(incident, now, after):  # reopened since the job looked
+            return incident, None
+        return incident_stage.close(incident, AUTO_CLOSE_ACTOR, f"resolved for {after}", now)
+
+    updated = await runtime.pipeline.act(OperatorAction(incident_id, "close", close))
+    return 1 if updated.status is IncidentStatus.CLOSED else 0
 
 
 async def check_heartbeats(runtime: Runtime) -> int:
@@ -206,6 +233,7 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
         ("recheck_held", recheck_held, settings.recheck_interval),
         ("check_heartbeats", check_heartbeats, settings.heartbeat_check_interval),
         ("refresh_windows", refresh_windows, settings.recheck_interval),
+        ("close_resolved", close_resolved, settings.recheck_interval * 4),
     ]
     if settings.nagios_status_file is not None:
         jobs.append(("reconcile_nagios", reconcile_nagios, settings.nagios_reconcile_interval))

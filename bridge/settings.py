@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         timedelta(seconds=30),
         description="How often the `heartbeats` rules are checked for a missed heartbeat.",
     )
+    close_after: Duration = Field(
+        timedelta(days=7),
+        description="A resolved incident closes by itself this long after it resolved (a "
+        "closed incident never reopens; 0 turns auto-close off).",
+    )
     reopen_window: Duration = Field(
         timedelta(hours=1),
         description="A new firing alert reopens the incident of its key if it resolved less "

@@ -31,6 +31,7 @@ from rules.model import (
     AlertState,
     Hold,
     IncidentState,
+    IncidentStatus,
     JoinReason,
     Severity,
     TimelineEntry,
@@ -201,6 +202,8 @@ def _joinable(fx: Effects, rule: CorrelateRule, latest: IncidentState) -> bool:
         return False  # the incident is closed to new alerts
     if latest.status.is_active:
         return True
+    if latest.status is IncidentStatus.CLOSED:
+        return False  # closed is final: the next alert of the key opens a new incident
     resolved = latest.resolved_at
     return resolved is not None and fx.now - resolved <= fx.ctx.settings.reopen_window
 

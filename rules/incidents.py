@@ -11,7 +11,7 @@ label of `bridge_incident_actions_total`.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rules.effects import Effects
 from rules.model import (
@@ -168,12 +168,17 @@ class Refusal(enum.StrEnum):
     """Why an operator action cannot be applied (the API answers 409 with this)."""
 
     ALREADY_RESOLVED = "incident is resolved"
+    CLOSED = "incident is closed"
+    NOT_RESOLVED = "incident is not resolved: resolve it before closing it"
+    BAD_PRIORITY = "priority must be 1 to 5"
 
 
 Transition = tuple[IncidentState, TimelineEntry | None] | Refusal
 
 
 def acknowledge(incident: IncidentState, actor: str, comment: str, now: datetime) -> Transition:
+    if incident.status is IncidentStatus.CLOSED:
+        return Refusal.CLOSED
     if incident.status is IncidentStatus.RESOLVED:
         return Refusal.ALREADY_RESOLVED
     if incident.status is IncidentStatus.ACKNOWLEDGED:
@@ -184,6 +189,8 @@ def acknowledge(incident: IncidentState, actor: str, comment: str, now: datetime
 
 
 def unacknowledge(incident: IncidentState, actor: str, comment: str, now: datetime) -> Transition:
+    if incident.status is IncidentStatus.CLOSED:
+        return Refusal.CLOSED
     if incident.status is IncidentStatus.RESOLVED:
         return Refusal.ALREADY_RESOLVED
     if incident.status is not IncidentStatus.ACKNOWLEDGED:
@@ -194,11 +201,67 @@ def unacknowledge(incident: IncidentState, actor: str, comment: str, now: dateti
 
 
 def resolve(incident: IncidentState, actor: str, comment: str, now: datetime) -> Transition:
+    if incident.status is IncidentStatus.CLOSED:
+        return Refusal.CLOSED
     if incident.status is IncidentStatus.RESOLVED:
         return incident, None
     updated = evolve(incident, status=IncidentStatus.RESOLVED, resolved_at=now)
     entry = TimelineEntry(updated.id, now, TimelineKind.RESOLVED, actor, comment)
     return updated, entry
+
+
+def close(incident: IncidentState, actor: str, comment: str, now: datetime) -> Transition:
+    """Resolved -> closed: final; a later alert of the key opens a new incident."""
+    if incident.status is IncidentStatus.CLOSED:
+        return incident, None
+    if incident.status is not IncidentStatus.RESOLVED:
+        return Refusal.NOT_RESOLVED
+    updated = evolve(incident, status=IncidentStatus.CLOSED, closed_at=now)
+    return updated, TimelineEntry(updated.id, now, TimelineKind.CLOSED, actor, comment)
+
+
+def comment(incident: IncidentState, actor: str, text: str, now: datetime) -> Transition:
+    if incident.status is IncidentStatus.CLOSED:
+        return Refusal.CLOSED
+    return incident, TimelineEntry(incident.id, now, TimelineKind.COMMENT, actor, text)
+
+
+def assign(
+    incident: IncidentState, actor: str, group: str, assignee: str, now: datetime
+) -> Transition:
+    """Set the assignment group and assignee (either may be empty: unassigned)."""
+    if incident.status is IncidentStatus.CLOSED:
+        return Refusal.CLOSED
+    if (incident.assignment_group, incident.assignee) == (group, assignee):
+        return incident, None
+    updated = evolve(incident, assignment_group=group, assignee=assignee)
+    who = " / ".join(part for part in (group, assignee) if part) or "nobody"
+    return updated, TimelineEntry(updated.id, now, TimelineKind.ASSIGNED, actor, f"to {who}")
+
+
+def set_priority(
+    incident: IncidentState, actor: str, priority: int, why: str, now: datetime
+) -> Transition:
+    """An operator's priority overrides the matrix (a later alert may still raise it)."""
+    if incident.status is IncidentStatus.CLOSED:
+        return Refusal.CLOSED
+    if not 1 <= priority <= 5:
+        return Refusal.BAD_PRIORITY
+    if priority == incident.priority:
+        return incident, None
+    updated = evolve(incident, priority=priority)
+    message = f"priority P{incident.priority} -> P{priority}" + (f": {why}" if why else "")
+    return updated, TimelineEntry(updated.id, now, TimelineKind.PRIORITY_CHANGED, actor, message)
+
+
+def due_to_close(incident: IncidentState, now: datetime, after: timedelta) -> bool:
+    """Auto-close: resolved for `after` or longer."""
+    resolved = incident.resolved_at
+    return (
+        incident.status is IncidentStatus.RESOLVED
+        and resolved is not None
+        and (now - resolved >= after)
+    )
 
 
 def max_severity(a: Severity, b: Severity) -> Severity:

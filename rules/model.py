@@ -44,13 +44,18 @@ class AlertStatus(enum.StrEnum):
 
 
 class IncidentStatus(enum.StrEnum):
+    """new -> acknowledged -> resolved -> closed. A resolved incident reopens when an alert of
+    its key fires again within the reopen window; a closed one never does (the next alert of
+    its key opens a new incident)."""
+
     NEW = "new"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    CLOSED = "closed"
 
     @property
     def is_active(self) -> bool:
-        return self is not IncidentStatus.RESOLVED
+        return self not in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED)
 
 
 class Hold(enum.StrEnum):
@@ -227,6 +232,9 @@ class IncidentState:
     ci: str | None = None
     service: str | None = None
     problem_id: int | None = None
+    closed_at: datetime | None = None
+    assignment_group: str = ""
+    assignee: str = ""
     # The generation of this incident for its key: a correlate rule's `window` closes an
     # incident to new alerts, and the next alert of the key opens generation + 1.
     seq: int = 0
@@ -264,6 +272,8 @@ class TimelineKind(enum.StrEnum):
     MAINTENANCE_STARTED = "maintenance_started"
     MAINTENANCE_ENDED = "maintenance_ended"
     PRIORITY_CHANGED = "priority_changed"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
     PROBLEM_LINKED = "problem_linked"
 
 

@@ -16,7 +16,8 @@ from bridge.store.tables import alerts, incident_links, incidents, problems, tim
 _INCIDENT_FIELDS = (
     "id", "key", "rule", "title", "severity", "status", "opened_at", "acknowledged_at",
     "resolved_at", "first_alert_at", "last_alert_at", "firing_alerts", "alert_count",
-    "reopen_count", "updated_at", "ci", "service", "problem_id", "seq",
+    "reopen_count", "updated_at", "ci", "service", "problem_id", "seq", "closed_at",
+    "assignment_group", "assignee",
 )  # fmt: skip
 _ALERT_FIELDS = (
     "source", "fingerprint", "status", "labels", "annotations", "severity", "starts_at",
@@ -47,7 +48,7 @@ async def list_incidents(
 ) -> list[dict[str, Any]]:
     query = select(incidents).order_by(incidents.c.id.desc()).limit(limit).offset(offset)
     if status == "open":
-        query = query.where(incidents.c.status != "resolved")
+        query = query.where(incidents.c.status.notin_(("resolved", "closed")))
     elif status:
         query = query.where(incidents.c.status == status)
     return [_incident_dict(row) for row in await conn.execute(query)]

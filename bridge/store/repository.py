@@ -181,7 +181,8 @@ def _of_keys(keys: Sequence[str], since: datetime) -> ColumnElement[bool]:
 
 
 def _live(since: datetime) -> ColumnElement[bool]:
-    return or_(incidents.c.status != IncidentStatus.RESOLVED, incidents.c.opened_at >= since)
+    ended = (IncidentStatus.RESOLVED, IncidentStatus.CLOSED)
+    return or_(incidents.c.status.notin_(ended), incidents.c.opened_at >= since)
 
 
 async def _incidents_by_id(conn: AsyncConnection, ids: Collection[int]) -> dict[int, IncidentState]:

@@ -55,6 +55,9 @@ def incident_row(incident: IncidentState, ids: dict[int, int], now: datetime) ->
         "service": incident.service,
         "problem_id": ids.get(problem_id, problem_id) if problem_id is not None else None,
         "seq": incident.seq,
+        "closed_at": incident.closed_at,
+        "assignment_group": incident.assignment_group,
+        "assignee": incident.assignee,
     }
 
 
@@ -235,6 +238,9 @@ def incident_from_row(row: Row[Any]) -> IncidentState:
         service=row.service,
         problem_id=row.problem_id,
         seq=row.seq,
+        closed_at=row.closed_at,
+        assignment_group=row.assignment_group,
+        assignee=row.assignee,
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.store.rows import alert_from_row
 from bridge.store.tables import alerts, incidents
-from rules.model import AlertState, AlertStatus, Hold
+from rules.model import AlertState, AlertStatus, Hold, IncidentStatus
 from rules.world import AlertKey
 
 # Alerts the recheck job looks at again: held by something that may end, or flapping.
@@ -25,6 +25,17 @@ async def expired_alerts(conn: AsyncConnection, now: datetime, limit: int) -> li
         .limit(limit)
     )
     return [(row.source, row.fingerprint) for row in await conn.execute(query)]
+
+
+async def resolved_before(conn: AsyncConnection, until: datetime, limit: int) -> list[int]:
+    """Incidents resolved at or before `until` and not closed yet (the auto-close job)."""
+    query = (
+        select(incidents.c.id)
+        .where(incidents.c.status == IncidentStatus.RESOLVED, incidents.c.resolved_at <= until)
+        .order_by(incidents.c.id)
+        .limit(limit)
+    )
+    return [row.id for row in await conn.execute(query)]
 
 
 async def held_alerts(

@@ -407,3 +407,74 @@ async def test_sighup_reloads_the_rules(bridge: Bridge) -> None:
     assert bridge.runtime.rules.digest == before.digest  # the same files, loaded again
     text = await (await bridge.client.get("/metrics")).text()
     assert "bridge_rules_reloads_total 1.0" in text
+
+
+async def act(bridge: Bridge, incident_id: int, verb: str, **body: Any) -> tuple[int, Any]:
+    return await bridge.post_json(
+        f"/api/v1/incidents/{incident_id}/{verb}", {"actor": "alice", **body}
+    )
+
+
+async def test_the_incident_lifecycle_through_the_api(bridge: Bridge) -> None:
+    await prometheus(bridge, {"alertname": "DiskFull", "instance": "web-3:9100"})
+    [incident] = await open_incidents(bridge)
+    iid = incident["id"]
+    assert (await act(bridge, iid, "assign", assignment_group="web", assignee="bob"))[0] == 200
+    assert (await act(bridge, iid, "comment", comment="looking"))[0] == 200
+    status, answer = await act(bridge, iid, "priority", priority="P1", comment="checkout")
+    assert (status, answer["priority"]) == (200, "P1")
+    assert (await act(bridge, iid, "acknowledge"))[0] == 200
+    status, answer = await act(bridge, iid, "unacknowledge", comment="handing over")
+    assert (status, answer["status"]) == (200, "new")
+    status, answer = await act(bridge, iid, "close")
+    assert status == 409
+    assert "resolve it before closing it" in answer["error"]
+    assert (await act(bridge, iid, "resolve"))[0] == 200
+    status, answer = await act(bridge, iid, "close", comment="fixed for good")
+    assert (status, answer["status"]) == (200, "closed")
+    status, answer = await act(bridge, iid, "comment", comment="too late")
+    assert status == 409
+    detail = await bridge.get_json(f"/api/v1/incidents/{iid}")
+    assert (detail["assignment_group"], detail["assignee"]) == ("web", "bob")
+    assert [e["kind"] for e in detail["timeline"]][1:] == [
+        "assigned", "comment", "priority_changed", "acknowledged", "unacknowledged",
+        "resolved", "closed",
+    ]  # fmt: skip
+    # Closed is final: the same alert firing again opens a new incident (not a reopen).
+    bridge.clock.advance(60)
+    await prometheus(bridge, {"alertname": "DiskFull", "instance": "web-3:9100"}, resolved=True)
+    bridge.clock.advance(60)
+    await prometheus(bridge, {"alertname": "DiskFull", "instance": "web-3:9100"})
+    [again] = await open_incidents(bridge)
+    assert again["id"] != iid
+    assert again["reopen_count"] == 0
+
+
+async def test_bad_actions_are_422_and_unknown_incidents_404(bridge: Bridge) -> None:
+    await prometheus(bridge, {"alertname": "DiskFull", "instance": "web-4:9100"})
+    [incident] = await open_incidents(bridge)
+    iid = incident["id"]
+    assert (await act(bridge, iid, "priority", priority="P9"))[0] == 422
+    assert (await act(bridge, iid, "priority", priority=True))[0] == 422
+    assert (await act(bridge, iid, "assign"))[0] == 422
+    assert (await act(bridge, iid, "comment"))[0] == 422
+    status, _ = await bridge.post_json(f"/api/v1/incidents/{iid}/close", {})
+    assert status == 422  # no actor
+    assert (await act(bridge, 999, "close"))[0] == 404
+
+
+async def test_resolved_incidents_close_by_themselves_after_close_after(bridge: Bridge) -> None:
+    alert = {"alertname": "DiskFull", "instance": "web-5:9100"}
+    await prometheus(bridge, alert)
+    bridge.clock.advance(60)
+    await prometheus(bridge, alert, resolved=True)
+    [incident] = (await bridge.get_json("/api/v1/incidents?status=resolved"))["incidents"]
+    bridge.clock.advance(6 * 86400)
+    assert await jobs.close_resolved(bridge.runtime) == 0
+    bridge.clock.advance(86400)
+    assert await jobs.close_resolved(bridge.runtime) == 1
+    closed = await bridge.get_json(f"/api/v1/incidents/{incident['id']}")
+    assert closed["status"] == "closed"
+    assert closed["timeline"][-1]["actor"] == "rule:auto-close"
+    text = await (await bridge.client.get("/metrics")).text()
+    assert 'bridge_incidents{status="closed"} 1.0' in text
