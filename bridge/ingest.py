@@ -38,7 +38,15 @@ from rules.evaluate import Lookups, Prepared, lookups, more_lookups, prepare, ru
 from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 from rules.heartbeats import missed_event
 from rules.incidents import IncidentAction, Refusal
-from rules.model import AlertState, AlertStatus, Event, IncidentState, IncidentStatus
+from rules.model import (
+    AlertState,
+    AlertStatus,
+    Event,
+    IncidentState,
+    IncidentStatus,
+    TimelineSource,
+    evolve,
+)
 from rules.recheck import as_event, needs_recheck, recheck
 from rules.ruleset import MaintenanceWindow, RuleSet
 from rules.timers import due_heartbeats, gone_heartbeats
@@ -56,6 +64,7 @@ class OperatorAction:
     incident_id: int
     verb: str  # acknowledge, unacknowledge, resolve, close, assign, comment, priority
     apply: Callable[[IncidentState, datetime], incident_stage.Transition]
+    source: TimelineSource = TimelineSource.API
 
 
 @dataclass(eq=False)
@@ -334,7 +343,7 @@ class Pipeline:
         updated, entry = decided
         if entry is not None:
             world.put_incident(updated)
-            world.timeline.append(entry)
+            world.timeline.append(evolve(entry, source=action.source))
             if updated.status is IncidentStatus.RESOLVED:
                 item.resolved_rule = updated.rule
         item.result = updated

@@ -27,7 +27,14 @@ from connectors.nagios_status import parse_status
 from rules import incidents as incident_stage
 from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 from rules.incidents import Transition, due_to_close
-from rules.model import AlertState, AlertStatus, Hold, IncidentState, IncidentStatus
+from rules.model import (
+    AlertState,
+    AlertStatus,
+    Hold,
+    IncidentState,
+    IncidentStatus,
+    TimelineSource,
+)
 from rules.recheck import inhibitor_of, still_held
 
 log = logging.getLogger(__name__)
@@ -101,7 +108,8 @@ async def _close(runtime: Runtime, incident_id: int, after: timedelta) -> int:
             return incident, None
         return incident_stage.close(incident, AUTO_CLOSE_ACTOR, f"resolved for {after}", now)
 
-    updated = await runtime.pipeline.act(OperatorAction(incident_id, "close", close))
+    action = OperatorAction(incident_id, "close", close, TimelineSource.RULE)
+    updated = await runtime.pipeline.act(action)
     return 1 if updated.status is IncidentStatus.CLOSED else 0
 
 

@@ -27,6 +27,7 @@ from rules.model import (
     Hold,
     TimelineEntry,
     TimelineKind,
+    TimelineSource,
     evolve,
 )
 
@@ -58,8 +59,9 @@ def act(fx: Effects, labels: Mapping[str, str]) -> None:
     incident = fx.incident(alert.incident_id) if alert.incident_id is not None else None
     if incident is not None:
         entry = TimelineEntry(
-            incident.id, fx.now, kind, actor, event.message or default, alert.fingerprint
-        )
+            incident.id, fx.now, kind, actor, event.message or default, alert.fingerprint,
+            TimelineSource.CONNECTOR,
+        )  # fmt: skip
         fx.timeline.append(entry)
         fx.decide("incidents", incident.rule, incidents.IncidentAction.NOTED)
     flagged = _flagged(alert, event.kind)
@@ -106,5 +108,7 @@ def _acknowledgement(fx: Effects, alert: AlertState, actor: str) -> None:
     if entry is None:
         return  # already in that state (a retried or repeated notification)
     fx.put_incident(updated)
-    fx.timeline.append(evolve(entry, fingerprint=alert.fingerprint))
+    fx.timeline.append(
+        evolve(entry, fingerprint=alert.fingerprint, source=TimelineSource.CONNECTOR)
+    )
     fx.decide("incidents", incident.rule, action)

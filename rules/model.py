@@ -277,6 +277,15 @@ class TimelineKind(enum.StrEnum):
     PROBLEM_LINKED = "problem_linked"
 
 
+class TimelineSource(enum.StrEnum):
+    """Where a change on an incident's timeline came from."""
+
+    RULE = "rule"  # the rule engine (and its scheduled jobs: expiry, recheck, auto-close)
+    CONNECTOR = "connector"  # a sender reported it (a Nagios or Zabbix acknowledgement...)
+    API = "api"  # an operator through the API
+    ITSM = "itsm"  # an ITSM system synchronised it back
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     incident_id: int
@@ -285,6 +294,7 @@ class TimelineEntry:
     actor: str
     message: str
     fingerprint: str | None = None
+    source: TimelineSource = TimelineSource.RULE
 
 
 _T = TypeVar("_T")

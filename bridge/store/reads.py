@@ -62,8 +62,8 @@ async def get_incident(conn: AsyncConnection, incident_id: int) -> dict[str, Any
     found["alerts"] = await _members(conn, incident_id)
     entries = select(timeline).where(timeline.c.incident_id == incident_id).order_by(timeline.c.id)
     found["timeline"] = [
-        {"at": e.at, "kind": e.kind, "actor": e.actor, "message": e.message,
-         "fingerprint": e.fingerprint}
+        {"at": e.at, "kind": e.kind, "source": e.source, "actor": e.actor,
+         "message": e.message, "fingerprint": e.fingerprint}
         for e in await conn.execute(entries)
     ]  # fmt: skip
     return found

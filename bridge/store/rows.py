@@ -153,6 +153,7 @@ def timeline_row(entry: TimelineEntry, ids: dict[int, int]) -> dict[str, Any]:
         "actor": entry.actor,
         "message": entry.message,
         "fingerprint": entry.fingerprint,
+        "source": entry.source,
     }
 
 

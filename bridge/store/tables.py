@@ -188,6 +188,7 @@ timeline = Table(
     Column("actor", String(200), nullable=False),
     Column("message", Text, nullable=False),
     Column("fingerprint", Text),
+    Column("source", String(16), nullable=False, server_default="rule"),
     Index("ix_timeline_incident", "incident_id", "id"),
 )
 

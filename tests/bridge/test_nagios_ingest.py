@@ -39,7 +39,11 @@ async def test_acknowledgement_in_nagios_acknowledges_the_incident(bridge: Bridg
     http = await incident_for(bridge, "service:e2e-web-01/HTTP")
     assert http["status"] == "acknowledged"
     ack = http["timeline"][-1]
-    assert (ack["kind"], ack["actor"]) == ("acknowledged", "nagios:alice")
+    assert (ack["kind"], ack["actor"], ack["source"]) == (
+        "acknowledged",
+        "nagios:alice",
+        "connector",
+    )
     assert ack["message"].startswith("Investigating: web-01 refuses connections")
 
 

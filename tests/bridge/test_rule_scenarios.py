@@ -440,6 +440,8 @@ async def test_the_incident_lifecycle_through_the_api(bridge: Bridge) -> None:
         "assigned", "comment", "priority_changed", "acknowledged", "unacknowledged",
         "resolved", "closed",
     ]  # fmt: skip
+    sources = [e["source"] for e in detail["timeline"]]
+    assert sources == ["rule"] + ["api"] * 7  # opened by the engine, then changed by alice
     # Closed is final: the same alert firing again opens a new incident (not a reopen).
     bridge.clock.advance(60)
     await prometheus(bridge, {"alertname": "DiskFull", "instance": "web-3:9100"}, resolved=True)
@@ -475,6 +477,7 @@ async def test_resolved_incidents_close_by_themselves_after_close_after(bridge: 
     assert await jobs.close_resolved(bridge.runtime) == 1
     closed = await bridge.get_json(f"/api/v1/incidents/{incident['id']}")
     assert closed["status"] == "closed"
-    assert closed["timeline"][-1]["actor"] == "rule:auto-close"
+    last = closed["timeline"][-1]
+    assert (last["actor"], last["source"]) == ("rule:auto-close", "rule")
     text = await (await bridge.client.get("/metrics")).text()
     assert 'bridge_incidents{status="closed"} 1.0' in text

@@ -1,4 +1,4 @@
-"""incidents: closed state, assignment group and assignee
+"""incidents: closed state, assignment group and assignee; timeline: where a change came from
 
 Revision ID: 0004
 Revises: 0003
@@ -30,8 +30,12 @@ def upgrade() -> None:
         sa.Column("assignment_group", sa.Text(), server_default="", nullable=False),
     )
     op.add_column("incidents", sa.Column("assignee", sa.Text(), server_default="", nullable=False))
+    op.add_column(
+        "timeline", sa.Column("source", sa.String(length=16), server_default="rule", nullable=False)
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("timeline", "source")
     for name in ("assignee", "assignment_group", "closed_at"):
         op.drop_column("incidents", name)
