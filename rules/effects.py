@@ -32,9 +32,6 @@ class Context:
     now: datetime
     windows: tuple[MaintenanceWindow, ...] = ()
 
-    def all_windows(self) -> tuple[MaintenanceWindow, ...]:
-        return self.rules.maintenance + self.windows
-
 
 @dataclass(frozen=True, slots=True)
 class Decision:

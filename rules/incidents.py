@@ -30,7 +30,6 @@ class IncidentAction(enum.StrEnum):
     OPENED = "opened"
     ATTACHED = "attached"
     REOPENED = "reopened"
-    UPDATED = "updated"
     ALERT_RESOLVED = "alert_resolved"
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
