@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from bridge.clock import Clock, SystemClock
 from bridge.errors import ConfigError
 from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
+from bridge.notify import channels
+from bridge.notify.dispatcher import DeliverySettings, Dispatcher
+from bridge.notify.templates import TemplateLoadError, Templates
 from bridge.runtime import RUNTIME, Runtime
 from bridge.settings import Settings
 from bridge.store import admin, database, scans
@@ -26,6 +30,7 @@ from connectors.generic import MappingLoadError, load_mappings
 from rules.evaluate import EngineSettings
 from rules.loader import RuleLoadError, load_rules
 from rules.ruleset import RuleSet
+from rules.sla import SlaPolicy, SlaTarget
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +62,41 @@ def load_generic_mappings(settings: Settings) -> dict[str, GenericMapping]:
         raise ConfigError(exc.errors) from exc
 
 
-def load_config(settings: Settings) -> tuple[RuleSet, dict[str, GenericMapping]]:
-    """Every file the settings name, validated together: all errors are reported at once."""
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything loaded from files: rules, generic mappings, notification templates."""
+
+    rules: RuleSet
+    mappings: dict[str, GenericMapping]
+    templates: Templates
+
+
+def load_config(settings: Settings) -> Config:
+    """Every file the settings name, validated together: all errors are reported at once
+    (rule files, the options of every notification target, generic mappings, templates)."""
     errors: list[str] = []
-    rules, mappings = RuleSet(), {}
+    rules, mappings, templates = RuleSet(), {}, Templates(None)
     try:
         rules = load_rule_set(settings)
+        errors += channels.check_targets(rules)
     except ConfigError as exc:
         errors += exc.errors
     try:
         mappings = load_generic_mappings(settings)
     except ConfigError as exc:
         errors += exc.errors
+    try:
+        templates = Templates(settings.templates_dir or default_config_dir() / "templates")
+    except TemplateLoadError as exc:
+        errors.append(str(exc))
     if errors:
         raise ConfigError(errors)
-    return rules, mappings
+    return Config(rules, mappings, templates)
 
 
 async def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """Load rules, migrate the schema, and wire the HTTP app; the writer starts with the app."""
-    rules, mappings = load_config(settings)
+    config = load_config(settings)
     # `*_created` series double the exposition and no alerting rule uses them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = Metrics(version())
@@ -85,6 +105,17 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     )
     await database.upgrade(engine)
     clock = clock or SystemClock()
+    http = ClientSession(timeout=ClientTimeout(total=30))
+    dispatcher = Dispatcher(
+        engine,
+        clock,
+        lambda: runtime.rules,
+        lambda: runtime.templates,
+        http,
+        metrics,
+        delivery_settings(settings),
+        settings.public_url or f"http://{settings.host}:{settings.port}",
+    )
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -98,12 +129,16 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
             metrics,
             settings.commit_max_events,
             lambda: runtime.api_windows,
+            sla_policy(settings),
+            dispatcher.wake,
         ),
-        rules=rules,
+        rules=config.rules,
         started_at=clock.now(),
         version=version(),
-        http=ClientSession(timeout=ClientTimeout(total=30)),
-        generic_mappings=mappings,
+        http=http,
+        generic_mappings=config.mappings,
+        templates=config.templates,
+        dispatcher=dispatcher,
     )
     runtime.reload = lambda: reload_rules(runtime)
     _rules_loaded(runtime)
@@ -123,6 +158,26 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     return app
 
 
+def sla_policy(settings: Settings) -> SlaPolicy:
+    priorities = {f"P{n}": n for n in range(1, 6)}
+    return {
+        level: SlaTarget(settings.sla_acknowledge.get(name), settings.sla_resolve.get(name))
+        for name, level in priorities.items()
+    }
+
+
+def delivery_settings(settings: Settings) -> DeliverySettings:
+    return DeliverySettings(
+        max_attempts=settings.notify_max_attempts,
+        max_age=settings.notify_max_age,
+        backoff=settings.notify_backoff,
+        backoff_max=settings.notify_backoff_max,
+        timeout=settings.notify_timeout,
+        concurrency=settings.notify_concurrency,
+        poll_interval=settings.notify_poll_interval,
+    )
+
+
 def _rules_loaded(runtime: Runtime) -> None:
     runtime.rules_loaded_at = runtime.clock.now()
     runtime.metrics.rules_last_reload.set(runtime.rules_loaded_at.timestamp())
@@ -135,7 +190,7 @@ def reload_rules(runtime: Runtime) -> list[str]:
     error change nothing, log each `file:line: message`, count it and return the errors.
     Open incidents, held alerts and API maintenance windows are state, not rules: they stay."""
     try:
-        rules, mappings = load_config(runtime.settings)
+        config = load_config(runtime.settings)
     except ConfigError as exc:
         for error in exc.errors:
             log.error("rule reload refused: %s", error)
@@ -143,12 +198,13 @@ def reload_rules(runtime: Runtime) -> list[str]:
         runtime.reload_errors = list(exc.errors)
         runtime.reload_failed_at = runtime.clock.now()
         return runtime.reload_errors
-    runtime.rules = rules
-    runtime.generic_mappings = mappings
+    runtime.rules = config.rules
+    runtime.generic_mappings = config.mappings
+    runtime.templates = config.templates
     runtime.reload_errors = []
     runtime.metrics.rules_reloads.inc()
     _rules_loaded(runtime)
-    log.info("rules reloaded: %s", _summary(rules))
+    log.info("rules reloaded: %s", _summary(config.rules))
     return []
 
 
@@ -159,6 +215,7 @@ def _summary(rules: RuleSet) -> str:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     runtime.pipeline.start()
+    runtime.dispatcher.start()
     scheduler = jobs.schedule(runtime)
     scheduler.start()
     loop = asyncio.get_running_loop()
@@ -173,5 +230,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     loop.remove_signal_handler(signal.SIGHUP)
     scheduler.shutdown(wait=False)
     await runtime.pipeline.stop()
+    await runtime.dispatcher.stop()
     await runtime.http.close()
     await runtime.engine.dispose()

@@ -90,10 +90,12 @@ def _run(settings: Settings) -> int:
 def _check(settings: Settings) -> int:
     from bridge.app import load_config
 
-    rules, mappings = load_config(settings)
+    config = load_config(settings)
+    rules = config.rules
     print(
         f"settings ok; {len(rules.correlate)} incident rules in {len(rules.files)} files; "
-        f"{len(mappings)} generic webhook mappings"
+        f"{len(rules.targets)} notification targets, {len(rules.routes)} routes; "
+        f"{len(config.mappings)} generic webhook mappings"
     )
     return 0
 

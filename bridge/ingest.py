@@ -29,7 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bridge.clock import Clock
 from bridge.errors import Conflict, NotFound, StoreRefused, StoreUnavailable
 from bridge.metrics import Metrics
-from bridge.store import repository, scans
+from bridge.notify import planner
+from bridge.notify.planner import Planned
+from bridge.store import outbox, repository, scans
 from bridge.store.failures import UNREACHABLE, Unreachable, describe, is_transient
 from rules import incidents as incident_stage
 from rules.dedup import DedupOutcome, expiry_event
@@ -49,6 +51,7 @@ from rules.model import (
 )
 from rules.recheck import as_event, needs_recheck, recheck
 from rules.ruleset import MaintenanceWindow, RuleSet
+from rules.sla import SlaPolicy
 from rules.timers import due_heartbeats, gone_heartbeats
 from rules.world import AlertKey, World
 
@@ -65,6 +68,8 @@ class OperatorAction:
     verb: str  # acknowledge, unacknowledge, resolve, close, assign, comment, priority
     apply: Callable[[IncidentState, datetime], incident_stage.Transition]
     source: TimelineSource = TimelineSource.API
+    # The target the change came from (an ITSM ticket), which is not notified of it.
+    quiet_target: str | None = None
 
 
 @dataclass(eq=False)
@@ -73,6 +78,8 @@ class _Work:
     expire: Sequence[AlertKey] = ()
     recheck: Sequence[AlertState] = ()
     heartbeats: bool = False
+    timers: bool = False  # due escalation steps and repeat notifications
+    sla: bool = False  # missed SLA deadlines
     action: OperatorAction | None = None
     started: float = field(default_factory=time.perf_counter)
     future: asyncio.Future[object] = field(
@@ -84,8 +91,8 @@ class _Work:
 
     @property
     def size(self) -> int:
-        extra = len(self.recheck) + (1 if self.action else 0) + (1 if self.heartbeats else 0)
-        return len(self.events) + len(self.expire) + extra
+        jobs = sum((self.action is not None, self.heartbeats, self.timers, self.sla))
+        return len(self.events) + len(self.expire) + len(self.recheck) + jobs
 
 
 class Pipeline:
@@ -98,7 +105,11 @@ class Pipeline:
         metrics: Metrics,
         commit_max_events: int,
         windows: Callable[[], tuple[MaintenanceWindow, ...]] = tuple,
+        sla_policy: SlaPolicy | None = None,
+        queued: Callable[[], None] = lambda: None,
     ) -> None:
+        self._sla = sla_policy or {}
+        self._queued = queued
         self._engine = engine
         self._clock = clock
         self._rules = rules
@@ -142,6 +153,16 @@ class Pipeline:
         result = await self._enqueue(_Work(heartbeats=True))
         return result if isinstance(result, int) else 0
 
+    async def run_timers(self) -> int:
+        """Run the escalation steps and repeats that are due; returns the notices queued."""
+        result = await self._enqueue(_Work(timers=True))
+        return result if isinstance(result, int) else 0
+
+    async def check_sla(self) -> int:
+        """Record missed SLA deadlines (timeline, notices); returns how many."""
+        result = await self._enqueue(_Work(sla=True))
+        return result if isinstance(result, int) else 0
+
     async def act(self, action: OperatorAction) -> IncidentState:
         result = await self._enqueue(_Work(action=action))
         assert isinstance(result, IncidentState)
@@ -172,7 +193,7 @@ class Pipeline:
         started = time.perf_counter()
         now = self._clock.now()
         try:
-            world, evaluations = await self._attempt(batch, now)
+            world, evaluations, planned = await self._attempt(batch, now)
         except SQLAlchemyError as exc:
             # Not the database being away: something in the batch does not fit. Commit the
             # requests one by one, so only the one at fault fails and the others are stored.
@@ -192,6 +213,7 @@ class Pipeline:
             self._fail(batch, StoreUnavailable(describe(exc)))
             return
         self._observe(world, evaluations, now)
+        self._observe_notify(planned)
         self._metrics.commit_events.observe(size)
         self._metrics.commit_duration.observe(time.perf_counter() - started)
         finished = time.perf_counter()
@@ -207,7 +229,9 @@ class Pipeline:
             else:
                 item.future.set_result(item.result)
 
-    async def _attempt(self, batch: list[_Work], now: datetime) -> tuple[World, list[Evaluation]]:
+    async def _attempt(
+        self, batch: list[_Work], now: datetime
+    ) -> tuple[World, list[Evaluation], Planned]:
         try:
             connection = await self._engine.connect()
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
@@ -230,7 +254,7 @@ class Pipeline:
 
     async def _transaction(
         self, conn: AsyncConnection, batch: list[_Work], now: datetime
-    ) -> tuple[World, list[Evaluation]]:
+    ) -> tuple[World, list[Evaluation], Planned]:
         rules = self._rules()
         ctx = Context(rules, self._settings, now, self._windows())
         prepared = [[prepare(rules, event) for event in item.events] for item in batch]
@@ -250,8 +274,27 @@ class Pipeline:
                 item.result = len(missed)
             if item.action is not None:
                 self._apply_action(world, item, now)
-        await repository.persist_world(conn, world, evaluations, now)
-        return world, evaluations
+        planned = await self._plan(conn, batch, world, rules, now)
+        ids = await repository.persist_world(conn, world, evaluations, now)
+        notices, pagings = planner.stored(planned, ids)
+        channels = {target.name: target.channel for target in rules.targets}
+        planned.queued = await outbox.write(conn, notices, pagings, channels, now)
+        return world, evaluations, planned
+
+    async def _plan(
+        self, conn: AsyncConnection, batch: list[_Work], world: World, rules: RuleSet, now: datetime
+    ) -> Planned:
+        """The notifications of the batch's incident changes, due timers and SLA breaches."""
+        planned = Planned()
+        for item in batch:
+            if item.timers:
+                item.result = await planner.run_timers(conn, world, rules, now, planned)
+            if item.sla:
+                item.result = await planner.check_sla(conn, world, rules, now, planned)
+            if item.action is not None and item.action.quiet_target is not None:
+                planned.quiet.add((item.action.incident_id, item.action.quiet_target))
+        await planner.plan_changes(conn, world, rules, self._sla, now, planned)
+        return planned
 
     async def _load(
         self,
@@ -347,6 +390,17 @@ class Pipeline:
             if updated.status is IncidentStatus.RESOLVED:
                 item.resolved_rule = updated.rule
         item.result = updated
+
+    def _observe_notify(self, planned: Planned) -> None:
+        m = self._metrics
+        for queued, count in Counter(planned.queued).items():
+            m.notifications_queued.labels(queued.channel, queued.transition).inc(count)
+        for (priority, kind), count in planned.breaches.items():
+            m.sla_breaches.labels(priority, kind).inc(count)
+        for (route, decision), count in planned.decisions.items():
+            m.rule_decisions.labels("notify", route, decision).inc(count)
+        if planned.queued:
+            self._queued()
 
     def _observe(self, world: World, evaluations: list[Evaluation], now: datetime) -> None:
         # Tallied first: one `labels()` lookup per distinct label set, not per event.

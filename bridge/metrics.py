@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
@@ -146,5 +147,55 @@ class Metrics:
             "bridge_rules_loaded",
             "Rules in the active rule set, by section.",
             ["section"],
+            registry=r,
+        )
+        self._notify_metrics(r)
+
+    def _notify_metrics(self, r: CollectorRegistry) -> None:
+        self.notifications_queued = Counter(
+            "bridge_notifications_queued_total",
+            "Notifications put in the outbox, by channel and transition.",
+            ["channel", "transition"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "bridge_notifications_total",
+            "Delivery attempts by channel and outcome (delivered, retried, rejected, dead, error).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.notification_latency = Histogram(
+            "bridge_notification_latency_seconds",
+            "From the incident change to the target accepting the notification, by channel.",
+            ["channel"],
+            buckets=_DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "bridge_outbox_pending",
+            "Notifications waiting in the outbox (queued or retrying).",
+            registry=r,
+        )
+        self.outbox_oldest = Gauge(
+            "bridge_outbox_oldest_pending_age_seconds",
+            "Age of the oldest notification waiting in the outbox (0 when empty).",
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "bridge_outbox_dead_letters",
+            "Notifications given up on (dead letters), until re-sent through the API.",
+            registry=r,
+        )
+        self.sla_breaches = Counter(
+            "bridge_sla_breaches_total",
+            "SLA deadlines missed, by incident priority and kind (acknowledge, resolve).",
+            ["priority", "kind"],
+            registry=r,
+        )
+        self.itsm_updates = Counter(
+            "bridge_itsm_updates_total",
+            "Ticket changes read back from ITSM systems, by target, how they came (inbound, "
+            "poll) and what they did (applied, unchanged, unknown, refused).",
+            ["target", "via", "result"],
             registry=r,
         )

@@ -1,9 +1,10 @@
 """`bridge rules check`: validate a rules directory offline, as a reload would.
 
 Input: a rules directory. Output: every problem as `file:line: message` (the loader's errors:
-schema, matchers, templates, schedules, the CMDB the topology names), or one line per rule
-section with its count (`RuleSet.counts`). Rules that load but can never take effect (a
-correlate rule behind a catch-all, a problem rule `by: ci` without a topology, a `rules:`
+schema, matchers, templates, schedules, the CMDB the topology names, the options of every
+notification target against its channel, with `${NAME}` read from the environment), or one
+line per rule section with its count (`RuleSet.counts`). Rules that load but can never take
+effect (a correlate rule behind a catch-all, a problem rule `by: ci` without a topology, a `rules:`
 filter or a `root_rules` entry naming no correlate rule) are reported as warnings; they do
 not fail the check, since the daemon would load them too.
 """
@@ -13,10 +14,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bridge.notify.channels import check_targets
 from rules.loader import RuleLoadError, load_rules
 from rules.ruleset import DEFAULT_GROUP_RULE, DEFAULT_LABEL_RULE, Origin, ProblemBy, RuleSet
 
-_UNITS = {"maintenance": "window", "topology": "configuration item"}
+_UNITS = {
+    "maintenance": "window",
+    "topology": "configuration item",
+    "targets": "target",
+    "escalations": "policy",
+    "routes": "route",
+}
 
 
 def check(directory: Path) -> int:
@@ -26,6 +34,11 @@ def check(directory: Path) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
+    target_errors = check_targets(ruleset)
+    if target_errors:
+        for line in target_errors:
+            print(line, file=sys.stderr)
+        return 1
     for warning in warnings(ruleset):
         print(warning, file=sys.stderr)
     if not ruleset.files:
@@ -33,7 +46,8 @@ def check(directory: Path) -> int:
     print(f"{directory}: {len(ruleset.files)} rule files ok")
     for section, count in ruleset.counts().items():
         unit = _UNITS.get(section, "rule")
-        text = f"{section}: {count} {unit}{'' if count == 1 else 's'}"
+        plural = "policies" if unit == "policy" else f"{unit}s"
+        text = f"{section}: {count} {unit if count == 1 else plural}"
         if section == "topology" and ruleset.topology is not None:
             text += f" (CMDB {ruleset.topology.source_file}, bind label {ruleset.topology.bind})"
         print(text)

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge.clock import Clock
 from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
+from bridge.notify.dispatcher import Dispatcher
+from bridge.notify.templates import Templates
 from bridge.settings import Settings
 from connectors.generic import Mapping as GenericMapping
 from rules.compile import compile_maintenance
@@ -47,6 +49,8 @@ class Runtime:
     started_at: datetime
     version: str
     http: ClientSession
+    templates: Templates
+    dispatcher: Dispatcher
     generic_mappings: dict[str, GenericMapping] = field(default_factory=dict)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
     jobs: dict[str, JobHealth] = field(default_factory=dict)

@@ -40,6 +40,25 @@ ZoneName = Annotated[ZoneInfo, BeforeValidator(_zone), PlainSerializer(str, retu
 DEFAULT_PORT = 9470
 
 
+def _sla_targets(value: object) -> dict[str, timedelta]:
+    if not isinstance(value, dict):
+        raise ValueError('must map priorities P1..P5 to durations, e.g. {P1 = "15m"}')
+    found: dict[str, timedelta] = {}
+    for key, duration in value.items():
+        name = str(key).upper()
+        if name not in ("P1", "P2", "P3", "P4", "P5"):
+            raise ValueError(f"unknown priority {key!r}: use P1 to P5")
+        found[name] = duration if isinstance(duration, timedelta) else parse_duration(duration)
+    return found
+
+
+SlaTargets = Annotated[
+    dict[str, timedelta],
+    BeforeValidator(_sla_targets),
+    PlainSerializer(lambda v: {k: format_duration(d) for k, d in v.items()}, return_type=dict),
+]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="forbid", frozen=True)
 
@@ -131,6 +150,67 @@ class Settings(BaseSettings):
         "full",
         description="SQLite `synchronous` pragma: `full` survives power loss, `normal` only "
         "process crashes.",
+    )
+    sla_acknowledge: SlaTargets = Field(
+        {"P1": timedelta(minutes=15), "P2": timedelta(minutes=30), "P3": timedelta(hours=4)},
+        description="Time to acknowledge per priority (P1..P5; a priority left out has none). "
+        "A new incident not acknowledged by then is an SLA breach.",
+    )
+    sla_resolve: SlaTargets = Field(
+        {
+            "P1": timedelta(hours=4),
+            "P2": timedelta(hours=8),
+            "P3": timedelta(days=3),
+            "P4": timedelta(weeks=1),
+        },
+        description="Time to resolve per priority (P1..P5), counted from opening or reopening.",
+    )
+    sla_check_interval: Duration = Field(
+        timedelta(seconds=30), description="How often SLA deadlines are checked for breaches."
+    )
+    escalation_check_interval: Duration = Field(
+        timedelta(seconds=15),
+        description="How often escalation steps and repeat notifications that are due run.",
+    )
+    public_url: str = Field(
+        "",
+        description="The bridge's URL as on-call staff reach it, for links in notifications; "
+        "empty: `http://<host>:<port>`.",
+    )
+    templates_dir: Path | None = Field(
+        None,
+        description="Directory of notification templates (`title.j2`, `body.j2`, "
+        "`<channel>.title.j2`, ...); empty means the defaults shipped in `config/templates`.",
+    )
+    notify_max_attempts: int = Field(
+        10, ge=1, description="Delivery attempts before a notification becomes a dead letter."
+    )
+    notify_max_age: Duration = Field(
+        timedelta(hours=24),
+        description="A notification still undelivered this long after it was queued becomes a "
+        "dead letter.",
+    )
+    notify_backoff: Duration = Field(
+        timedelta(seconds=5),
+        description="Wait before the first retry; doubles with each attempt (with jitter).",
+    )
+    notify_backoff_max: Duration = Field(
+        timedelta(minutes=10), description="Longest wait between two delivery attempts."
+    )
+    notify_timeout: Duration = Field(
+        timedelta(seconds=15), description="Longest a single delivery attempt may take."
+    )
+    notify_concurrency: int = Field(
+        10, ge=1, description="Notifications delivered at the same time (to different targets)."
+    )
+    notify_poll_interval: Duration = Field(
+        timedelta(seconds=1),
+        description="How often the dispatcher looks for due retries when nothing woke it.",
+    )
+    itsm_poll_interval: Duration = Field(
+        timedelta(minutes=1),
+        description="How often ServiceNow tickets of open incidents are read back (state "
+        "changes made there flow into the bridge); 0 turns polling off.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."

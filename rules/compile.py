@@ -11,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from rules.match import matchers_from_mapping, parse_matcher
-from rules.model import Severity
+from rules.model import Severity, Transition
 from rules.ruleset import (
+    ALL_TRANSITIONS,
     CorrelateRule,
     DedupRule,
+    EscalationPolicy,
+    EscalationStep,
     HeartbeatRule,
     InhibitRule,
     LabelDerivation,
@@ -25,16 +28,19 @@ from rules.ruleset import (
     ProblemBy,
     ProblemRule,
     ResolveOn,
+    Route,
     TitleTemplate,
 )
 from rules.schedule import MaintenanceSpec, compile_schedule
 from rules.schema import (
     CorrelateSpec,
     DedupSpec,
+    EscalationSpec,
     HeartbeatSpec,
     InhibitSpec,
     NormalizeSpec,
     ProblemSpec,
+    RouteSpec,
 )
 
 
@@ -143,6 +149,29 @@ def compile_problem(spec: ProblemSpec, origin: Origin) -> ProblemRule:
     )
 
 
+def compile_escalation(spec: EscalationSpec, origin: Origin) -> EscalationPolicy:
+    steps = tuple(EscalationStep(step.after, tuple(step.targets)) for step in spec.steps)
+    return EscalationPolicy(spec.name, steps, spec.repeat, spec.repeat_after, origin)
+
+
+def compile_route(spec: RouteSpec, origin: Origin) -> Route:
+    send = ALL_TRANSITIONS if spec.send is None else frozenset(Transition(t) for t in spec.send)
+    return Route(
+        name=spec.name,
+        matchers=selector(spec.matchers, spec.match),
+        priorities=frozenset(spec.priority),
+        services=frozenset(spec.services),
+        sources=frozenset(spec.sources),
+        severities=frozenset(Severity(s) for s in spec.severity),
+        targets=tuple(spec.targets),
+        escalation=spec.escalation,
+        send=send,
+        repeat_interval=spec.repeat_interval,
+        cont=spec.cont,
+        origin=origin,
+    )
+
+
 COMPILERS: dict[str, Callable[[Any, Origin], Any]] = {
     "normalize": compile_normalize,
     "dedup": compile_dedup,
@@ -150,4 +179,6 @@ COMPILERS: dict[str, Callable[[Any, Origin], Any]] = {
     "inhibit": compile_inhibit,
     "heartbeats": compile_heartbeat,
     "problems": compile_problem,
+    "escalations": compile_escalation,
+    "routes": compile_route,
 }

@@ -245,10 +245,22 @@ def _open(
     cmdb_service = topology.cmdb.service_of(ci) if topology is not None and ci else None
     service = cmdb_service or labels.get("service") or None
     priority = _priority(fx, rule, alert.severity, labels, ci)
-    incident = evolve(incident, ci=ci, service=service, priority=priority)
+    incident = evolve(
+        incident,
+        ci=ci,
+        service=service,
+        priority=priority,
+        labels=_route_labels(alert.labels),
+        source=alert.source,
+    )
     fx.put_incident(incident)
     fx.decide("incidents", rule.name, incidents.IncidentAction.OPENED)
     return incident
+
+
+def _route_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The opening alert's own labels (without pseudo-labels), kept for notification routes."""
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
 
 
 def _reopen(fx: Effects, incident: IncidentState, alert: AlertState) -> IncidentState:

@@ -23,7 +23,7 @@ from rules.cmdb import CmdbLoadError, parse_cmdb
 from rules.compile import COMPILERS, compile_correlate
 from rules.flapping import compile_flapping
 from rules.priority import PriorityPolicy
-from rules.ruleset import Origin, RuleSet, Topology
+from rules.ruleset import Origin, RuleSet, Target, Topology
 from rules.schema import RuleFile, TopologySpec
 from rules.yamlsource import Loc, YamlSource, describe_error, error_loc, parse_yaml
 
@@ -67,6 +67,21 @@ class JinjaTitle:
         return title
 
 
+@dataclass(frozen=True, slots=True)
+class JinjaMessage:
+    """A target's `title` or `body` template; renders "" on error (the daemon then uses its
+    default template), so a bad template cannot stop a notification."""
+
+    source: str
+    template: jinja2.Template = field(repr=False, compare=False)
+
+    def render_message(self, context: Mapping[str, object]) -> str:
+        try:
+            return self.template.render(context)
+        except _RENDER_ERRORS:
+            return ""
+
+
 def load_rules(directory: Path) -> RuleSet:
     """Load and compile every rule file in `directory`; raise `RuleLoadError` on any problem."""
     if not directory.is_dir():
@@ -81,13 +96,14 @@ def load_rules(directory: Path) -> RuleSet:
             compiler.errors.append(f"{path}:1: cannot read file: {exc.strerror}")
             continue
         compiler.add_file(path, contents[path.name])
+    compiler.check_references()
     if compiler.errors:
         raise RuleLoadError(compiler.errors)
     return compiler.rule_set(tuple(contents), _digest(contents, compiler.extra_files))
 
 
 _LIST_SECTIONS = ("normalize", "dedup", "maintenance", "inhibit", "correlate", "heartbeats",
-                  "problems")  # fmt: skip
+                  "problems", "targets", "escalations", "routes")  # fmt: skip
 _SINGLE_SECTIONS = ("topology", "priority", "flapping")
 
 
@@ -138,6 +154,9 @@ class _Compiler:
             flapping=flapping[1] if flapping else compile_flapping(None),
             heartbeats=tuple(self.sections["heartbeats"]),
             problems=tuple(self.sections["problems"]),
+            targets=tuple(self.sections["targets"]),
+            escalations=tuple(self.sections["escalations"]),
+            routes=tuple(self.sections["routes"]),
             files=files,
             digest=digest,
         )
@@ -161,7 +180,37 @@ class _Compiler:
         if section == "correlate":
             title = self._compile_title(source, (*loc, "title"), spec.title)
             return compile_correlate(spec, title, origin)
+        if section == "targets":
+            return Target(
+                name=spec.name,
+                channel=spec.channel,
+                options=dict(spec.options),
+                fallback=spec.fallback,
+                title=self._compile_message(source, (*loc, "title"), spec.title),
+                body=self._compile_message(source, (*loc, "body"), spec.body),
+                origin=origin,
+            )
         return COMPILERS[section](spec, origin)
+
+    def check_references(self) -> None:
+        """Every target and escalation a route, step or fallback names exists."""
+        targets = {t.name for t in self.sections["targets"]}
+        policies = {p.name for p in self.sections["escalations"]}
+        for target in self.sections["targets"]:
+            if target.fallback is not None and target.fallback not in targets - {target.name}:
+                self._unknown(target.origin, "fallback target", target.fallback)
+        for policy in self.sections["escalations"]:
+            named = [name for step in policy.steps for name in step.targets]
+            for name in sorted(set(named) - targets):
+                self._unknown(policy.origin, "target", name)
+        for route in self.sections["routes"]:
+            for name in sorted(set(route.targets) - targets):
+                self._unknown(route.origin, "target", name)
+            if route.escalation is not None and route.escalation not in policies:
+                self._unknown(route.origin, "escalation", route.escalation)
+
+    def _unknown(self, origin: Origin, what: str, name: str) -> None:
+        self.errors.append(f"{origin.file}:{origin.line}: unknown {what} {name!r}")
 
     def _unique_name(self, source: YamlSource, section: str, loc: Loc, name: str) -> None:
         first = self._names.get((section, name))
@@ -209,6 +258,18 @@ class _Compiler:
             root_rules=frozenset(spec.root_rules),
             origin=Origin(source.path, source.line(("topology", "root_rules"))),
         )
+
+    def _compile_message(
+        self, source: YamlSource, loc: Loc, text: str | None
+    ) -> JinjaMessage | None:
+        if text is None:
+            return None
+        try:
+            return JinjaMessage(text, self._env.from_string(text))
+        except jinja2.TemplateSyntaxError as exc:
+            message = f"invalid template: {exc.message} (template line {exc.lineno})"
+            self.errors.append(source.error(loc, message))
+            return None
 
     def _compile_title(self, source: YamlSource, loc: Loc, text: str | None) -> JinjaTitle | None:
         if text is None:

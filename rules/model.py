@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -238,6 +238,14 @@ class IncidentState:
     # The generation of this incident for its key: a correlate rule's `window` closes an
     # incident to new alerts, and the next alert of the key opens generation + 1.
     seq: int = 0
+    # The labels of the alert that opened it and its source: what notification routes match.
+    labels: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+    # SLA deadlines (from the incident's priority, see `rules.sla`) and when each was missed.
+    ack_due_at: datetime | None = None
+    resolve_due_at: datetime | None = None
+    ack_breached_at: datetime | None = None
+    resolve_breached_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +283,32 @@ class TimelineKind(enum.StrEnum):
     ASSIGNED = "assigned"
     CLOSED = "closed"
     PROBLEM_LINKED = "problem_linked"
+    ESCALATED = "escalated"
+    SLA_BREACHED = "sla_breached"
+    NOTIFIED = "notified"
+
+
+class Transition(enum.StrEnum):
+    """What happened to an incident that people are told about: the `transition` of a
+    notification and the values a route's `send` lists."""
+
+    OPENED = "opened"
+    REOPENED = "reopened"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    SLA_BREACH = "sla_breach"
+    REPEAT = "repeat"
+
+    @property
+    def is_trigger(self) -> bool:
+        """Whether the target should (re)open its alert or ticket for it."""
+        return self in (Transition.OPENED, Transition.REOPENED, Transition.REPEAT)
+
+    @property
+    def is_end(self) -> bool:
+        return self in (Transition.RESOLVED, Transition.CLOSED)
 
 
 class TimelineSource(enum.StrEnum):

@@ -19,7 +19,7 @@ from typing import Protocol
 from rules.cmdb import Cmdb
 from rules.flapping import FlappingPolicy
 from rules.index import RuleIndex
-from rules.model import GROUP_KEY_LABEL, Severity
+from rules.model import GROUP_KEY_LABEL, Severity, Transition
 from rules.priority import Level, PriorityPolicy
 from rules.schedule import Schedule
 
@@ -194,6 +194,69 @@ class ProblemRule:
     origin: Origin = Origin()
 
 
+class MessageTemplate(Protocol):
+    """Renders a notification's title or body from its context; never raises."""
+
+    def render_message(self, context: Mapping[str, object]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One entry of `targets`: a channel with its options (checked by the daemon, which owns
+    the channels), an optional fallback target for dead letters, and template overrides."""
+
+    name: str
+    channel: str
+    options: Mapping[str, object] = field(default_factory=dict)
+    fallback: str | None = None
+    title: MessageTemplate | None = None
+    body: MessageTemplate | None = None
+    origin: Origin = Origin()
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationStep:
+    after: timedelta
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """Steps run while an incident stays unacknowledged, `repeat` more rounds, each round
+    starting `repeat_after` after the previous round's last step."""
+
+    name: str
+    steps: tuple[EscalationStep, ...]
+    repeat: int = 0
+    repeat_after: timedelta = timedelta(minutes=30)
+    origin: Origin = Origin()
+
+    @property
+    def round_length(self) -> timedelta:
+        return self.steps[-1].after + self.repeat_after
+
+
+ALL_TRANSITIONS = frozenset(Transition)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One entry of `routes`."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    priorities: frozenset[int] = frozenset()
+    services: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()
+    severities: frozenset[Severity] = frozenset()
+    targets: tuple[str, ...] = ()
+    escalation: str | None = None
+    send: frozenset[Transition] = ALL_TRANSITIONS
+    repeat_interval: timedelta | None = None
+    cont: bool = False
+    origin: Origin = Origin()
+
+
 @dataclass(frozen=True)
 class RuleSet:
     normalize: tuple[NormalizeRule, ...] = ()
@@ -206,8 +269,25 @@ class RuleSet:
     flapping: FlappingPolicy = field(default_factory=FlappingPolicy)
     heartbeats: tuple[HeartbeatRule, ...] = ()
     problems: tuple[ProblemRule, ...] = ()
+    targets: tuple[Target, ...] = ()
+    escalations: tuple[EscalationPolicy, ...] = ()
+    routes: tuple[Route, ...] = ()
     files: tuple[str, ...] = ()
     digest: str = ""
+
+    def target(self, name: str) -> Target | None:
+        return self._targets_by_name.get(name)
+
+    def escalation(self, name: str) -> EscalationPolicy | None:
+        return self._escalations_by_name.get(name)
+
+    @cached_property
+    def _targets_by_name(self) -> dict[str, Target]:
+        return {target.name: target for target in self.targets}
+
+    @cached_property
+    def _escalations_by_name(self) -> dict[str, EscalationPolicy]:
+        return {policy.name: policy for policy in self.escalations}
 
     def correlate_rule(self, name: str) -> CorrelateRule | None:
         return self._correlate_by_name.get(name)
@@ -256,4 +336,7 @@ class RuleSet:
             "topology": len(self.topology.cmdb.items) if self.topology else 0,
             "heartbeats": len(self.heartbeats),
             "problems": len(self.problems),
+            "targets": len(self.targets),
+            "escalations": len(self.escalations),
+            "routes": len(self.routes),
         }

@@ -2,8 +2,9 @@
 
 Input: the parsed YAML of one rule file. Output: a `RuleFile` whose top-level keys are the rule
 sections, one per stage: normalize, dedup, maintenance, inhibit, correlate, topology, priority,
-flapping, heartbeats, problems (every section optional; lists from several files concatenate,
-the single-mapping sections may appear in one file only).
+flapping, heartbeats, problems, and the notification sections targets, escalations, routes
+(every section optional; lists from several files concatenate, the single-mapping sections may
+appear in one file only).
 `rules.loader` maps every validation error back to the file and line it came from, and compiles
 the validated specs into `rules.ruleset.RuleSet`.
 
@@ -219,6 +220,74 @@ class ProblemSpec(BaseModel):
     rules: list[RuleName] = Field(default_factory=list)
 
 
+TransitionName = Literal[
+    "opened", "reopened", "acknowledged", "escalated", "resolved", "closed", "sla_breach", "repeat"
+]
+ChannelName = Literal["webhook", "slack", "teams", "email", "pagerduty", "servicenow", "jira"]
+
+
+def _delay(value: object) -> timedelta:
+    try:
+        found = parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", "{reason}", {"reason": str(exc)}) from None
+    if found < timedelta(0):
+        raise PydanticCustomError("duration", "must not be negative")
+    return found
+
+
+Delay = Annotated[timedelta, BeforeValidator(_delay)]
+
+
+class TargetSpec(BaseModel):
+    """One entry of `targets`: where notifications go. `options` are the channel's own
+    settings (validated by the daemon against the channel; `${NAME}` reads the environment);
+    `title` and `body` override the message templates for this target."""
+
+    model_config = _STRICT
+
+    name: RuleName
+    channel: ChannelName
+    options: dict[str, object] = Field(default_factory=dict)
+    fallback: RuleName | None = None
+    title: str | None = None
+    body: str | None = None
+
+
+class EscalationStepSpec(BaseModel):
+    model_config = _STRICT
+
+    after: Delay  # since the incident opened (or the round began), if still not acknowledged
+    targets: list[RuleName] = Field(min_length=1)
+
+
+class EscalationSpec(BaseModel):
+    """One entry of `escalations`: ordered steps, run while the incident is unacknowledged."""
+
+    model_config = _STRICT
+
+    name: RuleName
+    steps: list[EscalationStepSpec] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0, le=100, strict=True)
+    repeat_after: Duration = timedelta(minutes=30)
+
+
+class RouteSpec(Selector):
+    """One entry of `routes`: which incidents (labels of the alert that opened it, priority,
+    service, source, severity) go to which targets, with what escalation and which transitions."""
+
+    name: RuleName
+    priority: list[Annotated[int, Field(ge=1, le=5, strict=True)]] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    severity: list[SeverityName] = Field(default_factory=list)
+    targets: list[RuleName] = Field(default_factory=list)
+    escalation: RuleName | None = None
+    send: list[TransitionName] | None = None
+    repeat_interval: Duration | None = None
+    cont: bool = Field(default=False, alias="continue")
+
+
 class RuleFile(BaseModel):
     """One rule file. Every section is optional, so rules can be split across files freely."""
 
@@ -234,3 +303,6 @@ class RuleFile(BaseModel):
     flapping: FlappingSpec | None = None
     heartbeats: list[HeartbeatSpec] = Field(default_factory=list)
     problems: list[ProblemSpec] = Field(default_factory=list)
+    targets: list[TargetSpec] = Field(default_factory=list)
+    escalations: list[EscalationSpec] = Field(default_factory=list)
+    routes: list[RouteSpec] = Field(default_factory=list)

@@ -60,6 +60,7 @@ class World:
     # What was loaded, to tell inserts from updates and for the open-incidents gauge.
     loaded_alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
     loaded_status: dict[int, IncidentStatus] = field(default_factory=dict)
+    loaded_incidents: dict[int, IncidentState] = field(default_factory=dict)
     dirty_alerts: set[AlertKey] = field(default_factory=set)
     dirty_incidents: set[int] = field(default_factory=set)
     dirty_problems: set[int] = field(default_factory=set)
@@ -85,6 +86,7 @@ class World:
     def load_incidents(self, incidents: Iterable[IncidentState]) -> None:
         for incident in incidents:
             self.loaded_status[incident.id] = incident.status
+            self.loaded_incidents[incident.id] = incident
             self._put_incident(incident)
 
     def load_problems(self, problems: Iterable[ProblemState]) -> None:
@@ -186,6 +188,10 @@ class World:
         self.heartbeats[name] = at
         self.dirty_heartbeats.add(name)
 
+    def changed_incidents(self) -> list[tuple[IncidentState | None, IncidentState]]:
+        """Each dirty incident as loaded (None: opened in this batch) and as it is now."""
+        return [(self.loaded_incidents.get(i), self.incidents[i]) for i in sorted_ids(self)]
+
     def status_changes(self) -> list[tuple[IncidentStatus | None, IncidentStatus]]:
         """(before, after) for every incident written, for the open-incidents gauge."""
         return [(self.loaded_status.get(i), self.incidents[i].status) for i in self.dirty_incidents]
@@ -215,6 +221,11 @@ class World:
             self._problem_by_key[problem.key] = problem.id
         elif self._problem_by_key.get(problem.key) == problem.id:
             del self._problem_by_key[problem.key]
+
+
+def sorted_ids(world: World) -> list[int]:
+    """Dirty incident ids in the order they came to be: stored ones by id, then new ones."""
+    return sorted(world.dirty_incidents, key=_order)
 
 
 def _order(incident_id: int) -> tuple[int, int]:

@@ -17,7 +17,8 @@ _INCIDENT_FIELDS = (
     "id", "key", "rule", "title", "severity", "status", "opened_at", "acknowledged_at",
     "resolved_at", "first_alert_at", "last_alert_at", "firing_alerts", "alert_count",
     "reopen_count", "updated_at", "ci", "service", "problem_id", "seq", "closed_at",
-    "assignment_group", "assignee",
+    "assignment_group", "assignee", "labels", "source", "ack_due_at", "resolve_due_at",
+    "ack_breached_at", "resolve_breached_at",
 )  # fmt: skip
 _ALERT_FIELDS = (
     "source", "fingerprint", "status", "labels", "annotations", "severity", "starts_at",

@@ -185,6 +185,10 @@ def _live(since: datetime) -> ColumnElement[bool]:
     return or_(incidents.c.status.notin_(ended), incidents.c.opened_at >= since)
 
 
+async def load_incidents(conn: AsyncConnection, ids: Collection[int]) -> dict[int, IncidentState]:
+    return await _incidents_by_id(conn, ids)
+
+
 async def _incidents_by_id(conn: AsyncConnection, ids: Collection[int]) -> dict[int, IncidentState]:
     found: dict[int, IncidentState] = {}
     for chunk in _chunks(ids):

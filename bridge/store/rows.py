@@ -58,6 +58,12 @@ def incident_row(incident: IncidentState, ids: dict[int, int], now: datetime) ->
         "closed_at": incident.closed_at,
         "assignment_group": incident.assignment_group,
         "assignee": incident.assignee,
+        "labels": dict(incident.labels),
+        "source": incident.source,
+        "ack_due_at": incident.ack_due_at,
+        "resolve_due_at": incident.resolve_due_at,
+        "ack_breached_at": incident.ack_breached_at,
+        "resolve_breached_at": incident.resolve_breached_at,
     }
 
 
@@ -242,6 +248,12 @@ def incident_from_row(row: Row[Any]) -> IncidentState:
         closed_at=row.closed_at,
         assignment_group=row.assignment_group,
         assignee=row.assignee,
+        labels=row.labels,
+        source=row.source,
+        ack_due_at=row.ack_due_at,
+        resolve_due_at=row.resolve_due_at,
+        ack_breached_at=row.ack_breached_at,
+        resolve_breached_at=row.resolve_breached_at,
     )
 
 

@@ -80,6 +80,14 @@ incidents = Table(
     Column("closed_at", Timestamp),
     Column("assignment_group", Text, nullable=False, server_default=""),
     Column("assignee", Text, nullable=False, server_default=""),
+    # The opening alert's labels and source (what notification routes match on).
+    Column("labels", JSON, nullable=False, server_default="{}"),
+    Column("source", String(64), nullable=False, server_default=""),
+    # SLA deadlines and when they were missed (`rules.sla`).
+    Column("ack_due_at", Timestamp),
+    Column("resolve_due_at", Timestamp),
+    Column("ack_breached_at", Timestamp),
+    Column("resolve_breached_at", Timestamp),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_status", "status"),
     Index("ix_incidents_ci_status", "ci", "status"),
@@ -206,4 +214,63 @@ events = Table(
     Column("incident_id", Id),
     Column("digest", Text, nullable=False),
     Index("ix_events_received", "received_at"),
+)
+
+# The transactional outbox: one row per notification, written in the transaction of the
+# incident change that caused it; the dispatcher delivers it and records the outcome. `key` is
+# the idempotency key sent to targets that support one, unique so that a notification is never
+# queued twice (a replayed change, two replicas).
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("transition", String(16), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    # pending -> sent | dead (after the attempts or age limit, or a refusal no retry helps)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", Timestamp, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("sent_at", Timestamp),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("fallback_of", Id),
+    Index("uq_notifications_key", "key", unique=True),
+    Index("ix_notifications_status_next", "status", "next_attempt_at"),
+    Index("ix_notifications_incident_target", "incident_id", "target", "id"),
+)
+
+# What the bridge told each target about an incident: the targets that must hear its end,
+# and the target's own id for it (a ServiceNow sys_id, a Jira issue key, a Slack message).
+incident_targets = Table(
+    "incident_targets",
+    metadata,
+    Column("incident_id", Id, ForeignKey("incidents.id"), primary_key=True),
+    Column("target", String(200), primary_key=True),
+    Column("channel", String(32), nullable=False),
+    Column("external_id", Text),
+    Column("last_transition", String(16)),
+    Column("told_at", Timestamp, nullable=False),
+    Column("last_sent_at", Timestamp),
+    Index("ix_incident_targets_external", "target", "external_id"),
+)
+
+# The escalation and repeat timers of incidents (`rules.notify.Paging`).
+paging = Table(
+    "paging",
+    metadata,
+    Column("incident_id", Id, ForeignKey("incidents.id"), primary_key=True),
+    Column("routes", JSON, nullable=False),
+    Column("escalation", String(200)),
+    Column("started_at", Timestamp, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("next_at", Timestamp),
+    Column("repeat_at", Timestamp),
+    Column("repeats", Integer, nullable=False),
+    Column("due_at", Timestamp),
+    Index("ix_paging_due", "due_at"),
 )

@@ -247,6 +247,9 @@ def test_check_summarises_the_shipped_rules(capsys: pytest.CaptureFixture[str]) 
         f"topology: 18 configuration items (CMDB {ROOT / 'config' / 'cmdb.yaml'}, bind label host)",
         "heartbeats: 1 rule",
         "problems: 2 rules",
+        "targets: 0 targets",
+        "escalations: 0 policies",
+        "routes: 0 routes",
     ]
 
 

@@ -327,6 +327,9 @@ def test_shipped_rules_load() -> None:
         "topology": 18,
         "heartbeats": 1,
         "problems": 2,
+        "targets": 0,
+        "escalations": 0,
+        "routes": 0,
     }
     names = [rule.name for rule in rule_set.correlate]
     assert names == ["host-down", "alertmanager-group", "per-alert"]

@@ -1,0 +1,297 @@
+"""The outbox dispatcher: delivers queued notifications in the background.
+
+It claims due notifications (`bridge.store.outbox.claim`: the oldest pending one of each
+incident and target, so that a target hears an incident's transitions in order), renders their
+text, hands each to its target's channel and records the outcome: delivered (with the target's
+id for the incident, kept for the next update), retried later with exponential backoff and
+jitter or after the `Retry-After` the target asked for, or a dead letter after
+`notify_max_attempts` attempts, `notify_max_age`, or a refusal a retry cannot help; a dead
+letter goes to the target's `fallback` if it has one. The writer wakes it after every commit
+that queued something; otherwise it looks every `notify_poll_interval`.
+
+Delivery is at least once: a crash after a target accepted and before the outcome was stored
+re-sends that one notification with the same idempotency key, which PagerDuty (`dedup_key`),
+ServiceNow (`correlation_id`) and webhook receivers (`Idempotency-Key`) use to drop the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bridge.clock import Clock
+from bridge.metrics import Metrics
+from bridge.notify import channels
+from bridge.notify.base import Channel, Delivered, Message, Outcome, Rejected, Retry, Transition
+from bridge.notify.templates import Templates
+from bridge.store import outbox, reads
+from bridge.store.tables import timeline
+from rules.model import TimelineKind
+from rules.ruleset import RuleSet, Target
+
+log = logging.getLogger(__name__)
+
+MAX_ALERTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    max_attempts: int = 10
+    max_age: timedelta = timedelta(hours=24)
+    backoff: timedelta = timedelta(seconds=5)
+    backoff_max: timedelta = timedelta(minutes=10)
+    timeout: timedelta = timedelta(seconds=15)
+    concurrency: int = 10
+    poll_interval: timedelta = timedelta(seconds=1)
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed notification stays with its dispatcher before another may try."""
+        return self.timeout * 2 + timedelta(seconds=5)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        rules: Callable[[], RuleSet],
+        templates: Callable[[], Templates],
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        settings: DeliverySettings,
+        public_url: str,
+        environ: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._rules = rules
+        self._templates = templates
+        self._session = session
+        self._metrics = metrics
+        self._settings = settings
+        self._public_url = public_url.rstrip("/")
+        self._environ = environ
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._built_for: RuleSet | None = None
+        self._channels: dict[str, Channel | str] = {}  # target -> channel, or why it has none
+
+    # Running
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="bridge-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                handled = await self.run_once()
+                await self.refresh_gauges()
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                log.warning("dispatcher cannot reach the store: %s", exc)
+                self._metrics.database_errors.labels("dispatch").inc()
+                handled = 0
+            except Exception:
+                log.exception("dispatcher round failed")
+                self._metrics.internal_errors.labels("dispatcher").inc()
+                handled = 0
+            if handled:
+                continue  # more may be due
+            self._wake.clear()
+            try:
+                wait = self._settings.poll_interval.total_seconds()
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; returns how many notifications were attempted."""
+        now = self._clock.now()
+        limit = self._settings.concurrency
+        async with self._engine.begin() as conn:
+            rows = await outbox.claim(conn, now, self._settings.lease, limit)
+        if rows:
+            await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def refresh_gauges(self) -> None:
+        async with self._engine.connect() as conn:
+            pending, oldest, dead = await outbox.depth(conn)
+        m = self._metrics
+        m.outbox_pending.set(pending)
+        age = (self._clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        m.outbox_oldest.set(max(age, 0.0))
+        m.dead_letters.set(dead)
+
+    # One notification
+
+    async def _deliver(self, row: Mapping[str, Any]) -> None:
+        rules = self._rules()
+        target = rules.target(row["target"])
+        channel = self._channel(rules, row["target"])
+        if target is None or isinstance(channel, str):
+            why = channel if isinstance(channel, str) else "target is no longer configured"
+            await self._record(row, Rejected(why), None)
+            return
+        message = await self._message(row, target)
+        if message is None:
+            await self._record(row, Rejected("incident not found"), target)
+            return
+        outcome = await self._send(channel, message, row["channel"])
+        await self._record(row, outcome, target)
+
+    async def _send(self, channel: Channel, message: Message, name: str) -> Outcome:
+        timeout = self._settings.timeout.total_seconds()
+        try:
+            return await asyncio.wait_for(channel.send(message), timeout)
+        except TimeoutError:
+            return Retry(f"no outcome within {timeout:g}s")
+        except Exception as exc:  # the outbox loop is a last-resort boundary (STYLE)
+            log.exception("channel %s failed on %s", name, message.key)
+            self._metrics.internal_errors.labels("channel").inc()
+            return Retry(f"internal error: {exc.__class__.__name__}")
+
+    def _channel(self, rules: RuleSet, name: str) -> Channel | str:
+        if self._built_for is not rules:
+            self._channels = {}
+            self._built_for = rules
+        found = self._channels.get(name)
+        if found is None:
+            found = self._build(rules, name)
+            self._channels[name] = found
+        return found
+
+    def _build(self, rules: RuleSet, name: str) -> Channel | str:
+        target = rules.target(name)
+        if target is None:
+            return "target is no longer configured"
+        try:
+            options: BaseModel = channels.options(
+                name, target.channel, target.options, self._environ
+            )
+        except channels.TargetError as exc:
+            return str(exc)
+        return channels.make(target.channel, options, self._session)
+
+    async def _message(self, row: Mapping[str, Any], target: Target) -> Message | None:
+        async with self._engine.connect() as conn:
+            detail = await reads.get_incident(conn, row["incident_id"])
+            record = await outbox.target_record(conn, row["incident_id"], row["target"])
+        if detail is None:
+            return None
+        detail.pop("timeline", None)
+        detail["priority"] = detail.pop("priority_level")
+        alerts = detail.pop("alerts", [])[-MAX_ALERTS:]
+        incident = orjson.loads(orjson.dumps(detail))
+        members = orjson.loads(orjson.dumps(alerts))
+        url = f"{self._public_url}/api/v1/incidents/{row['incident_id']}"
+        transition = Transition(row["transition"])
+        context = {
+            "incident": incident,
+            "alerts": members,
+            "transition": str(transition),
+            "reason": row["reason"],
+            "url": url,
+            "target": target.name,
+        }
+        rendered = self._templates().render(target, context)
+        return Message(
+            key=row["key"],
+            target=target.name,
+            transition=transition,
+            incident=incident,
+            alerts=members,
+            title=rendered.title,
+            body=rendered.body,
+            url=url,
+            created_at=row["created_at"],
+            external_id=record["external_id"] if record else None,
+            reason=row["reason"],
+        )
+
+    async def _record(
+        self, row: Mapping[str, Any], outcome: Outcome, target: Target | None
+    ) -> None:
+        now = self._clock.now()
+        m = self._metrics
+        name = row["channel"]
+        async with self._engine.begin() as conn:
+            if isinstance(outcome, Delivered):
+                await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now)
+                await self._note(conn, row, now, f"sent {row['transition']} to {row['target']}")
+                m.notifications.labels(name, "delivered").inc()
+                m.notification_latency.labels(name).observe(
+                    max((now - row["created_at"]).total_seconds(), 0.0)
+                )
+                return
+            if isinstance(outcome, Retry) and not self._exhausted(row, now):
+                await outbox.retry(conn, row, outcome.reason, now + self._delay(row, outcome))
+                m.notifications.labels(name, "retried").inc()
+                return
+            reason = outcome.reason
+            if isinstance(outcome, Retry):
+                reason = f"gave up after {row['attempts']} attempts: {reason}"
+            fallback = self._fallback(target)
+            await outbox.dead(conn, row, reason, fallback, now)
+            message = f"could not send {row['transition']} to {row['target']}: {reason}"
+            if fallback is not None:
+                message += f"; sent to {fallback[0]} instead"
+            await self._note(conn, row, now, message)
+            outcome_label = "rejected" if isinstance(outcome, Rejected) else "dead"
+            m.notifications.labels(name, outcome_label).inc()
+        if fallback is not None:
+            self.wake()
+
+    def _fallback(self, target: Target | None) -> tuple[str, str] | None:
+        if target is None or target.fallback is None:
+            return None
+        other = self._rules().target(target.fallback)
+        return (other.name, other.channel) if other is not None else None
+
+    def _exhausted(self, row: Mapping[str, Any], now: datetime) -> bool:
+        too_old: bool = now - row["created_at"] >= self._settings.max_age
+        return too_old or int(row["attempts"]) >= self._settings.max_attempts
+
+    def _delay(self, row: Mapping[str, Any], outcome: Retry) -> timedelta:
+        """Retry-After when the target gave one, else exponential backoff with equal jitter
+        (half fixed, half random), so that retries of many notifications spread out."""
+        if outcome.after is not None:
+            return min(timedelta(seconds=outcome.after), self._settings.max_age)
+        base = self._settings.backoff.total_seconds() * 2 ** max(row["attempts"] - 1, 0)
+        capped = min(base, self._settings.backoff_max.total_seconds())
+        return timedelta(seconds=capped / 2 + self._rng.uniform(0, capped / 2))
+
+    @staticmethod
+    async def _note(conn: Any, row: Mapping[str, Any], now: datetime, message: str) -> None:
+        entry = {
+            "incident_id": row["incident_id"],
+            "at": now,
+            "kind": TimelineKind.NOTIFIED,
+            "actor": "bridge:outbox",
+            "message": message[:1000],
+            "fingerprint": None,
+            "source": "rule",
+        }
+        await conn.execute(timeline.insert(), [entry])

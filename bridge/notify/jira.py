@@ -1,0 +1,282 @@
+"""Jira Service Management channel: one customer request per bridge incident, then internal
+comments and workflow transitions on it.
+
+Follows the Jira Service Management Cloud REST API (`/rest/servicedeskapi`, the non-experimental
+request, comment and customer-transition resources); Data Center serves the same resources
+with a personal access token.
+
+* A trigger (opened, reopened, repeat) without `external_id` creates a request:
+  `POST /rest/servicedeskapi/request` with `serviceDeskId`, `requestTypeId` and
+  `requestFieldValues` {`summary` (the title on one line, at most 255 characters),
+  `description` (body, incident facts and link)}; the answer's `issueKey` (`OPS-12`) is
+  `Delivered.external_id`. The request type must have no other required field.
+* With `external_id`: resolved runs `resolve_transition_id`, and reopened runs
+  `reopen_transition_id` when set (`POST .../request/{key}/transition` {`id`,
+  `additionalComment`}, 204 No Content); everything else, and reopened without a reopen
+  transition, adds an internal comment (`POST .../request/{key}/comment` {`body`,
+  `public`: false}), which needs an agent account. Closed only comments: the resolve
+  transition already ended the request.
+* These are *customer* transitions: the IDs must be ones `GET .../request/{key}/transition`
+  lists for the bridge's account; an agent-only workflow transition answers 400 (rejected).
+* A non-trigger transition without `external_id` sends nothing and counts as delivered.
+* Errors go through `bridge.notify.http.classify`; Jira's error bodies
+  (`{"errorMessage"}` from servicedeskapi, `{"errorMessages": [...], "errors": {field: msg}}`
+  from the platform) become the reason.
+
+Delivery is at least once: this API has no field to search a request by the bridge's key,
+so a crash (or a lost answer) between creating a request and recording its key makes a
+second request on the next attempt. A search before create is left out on purpose: Jira
+Cloud removed `/rest/api/2/search` (its `/rest/api/3/search/jql` successor is eventually
+consistent, so it can miss the request just made), labels are not on most request forms,
+and the summary is free text. The description carries `bridge-incident-<id>` so that a
+duplicate is easy to find (`text ~ "bridge-incident-42"`) and close.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bridge.notify.base import Delivered, Message, Outcome, Rejected, Retry, Transition
+from bridge.notify.http import Reply, classify, request
+
+API = "/rest/servicedeskapi"
+SUMMARY_MAX = 255
+DESCRIPTION_MAX = 32_000  # Jira's text fields hold 32,767 characters
+_SHOWN_ALERTS = 10
+_EXCERPT = 300
+
+
+class Options(BaseModel):
+    """A Jira Service Management target: site, credentials (Cloud: account email and API
+    token; Data Center: a personal access token; exactly one), where requests go and the
+    workflow transitions to run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str  # https://example.atlassian.net
+    email: str = Field(default="", pattern="^[^:]*$")  # RFC 7617: no colon
+    api_token: SecretStr | None = None
+    token: SecretStr | None = None  # bearer personal access token (Data Center)
+    service_desk_id: str = Field(min_length=1)
+    request_type_id: str = Field(min_length=1)
+    resolve_transition_id: str = Field(min_length=1)
+    reopen_transition_id: str = ""  # empty: a reopen is a comment
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+            raise ValueError("must be the site's base URL, like https://example.atlassian.net")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> Self:
+        basic = bool(self.email) or _filled(self.api_token)
+        if basic and _filled(self.token):
+            raise ValueError("give either email and api_token, or token, not both")
+        if basic and not (self.email and _filled(self.api_token)):
+            raise ValueError("basic auth needs both email and api_token")
+        if not basic and not _filled(self.token):
+            raise ValueError("give email and api_token (Cloud), or token (Data Center PAT)")
+        return self
+
+
+def _filled(secret: SecretStr | None) -> bool:
+    return secret is not None and bool(secret.get_secret_value())
+
+
+def authorization(options: Options) -> str:
+    """The `Authorization` header: the bearer token, else basic auth with email and API token
+    (built here: `aiohttp.BasicAuth` is deprecated since aiohttp 3.14)."""
+    if options.token is not None and options.token.get_secret_value():
+        return f"Bearer {options.token.get_secret_value()}"
+    secret = options.api_token.get_secret_value() if options.api_token else ""
+    return "Basic " + base64.b64encode(f"{options.email}:{secret}".encode()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class JiraChannel:
+    options: Options
+    session: aiohttp.ClientSession
+
+    async def send(self, message: Message) -> Outcome:
+        key = message.external_id
+        if not key:
+            if not message.transition.is_trigger:
+                return Delivered(None, "no Jira request for this incident; nothing to update")
+            return await self._create(message)
+        transition = transition_for(message.transition, self.options)
+        if transition:
+            return await self._transition(key, transition, message)
+        return await self._comment(key, message)
+
+    async def _create(self, message: Message) -> Outcome:
+        reply = await self._post(f"{API}/request", new_request(message, self.options))
+        if isinstance(reply, Retry | Rejected):
+            return reply
+        body = reply.json()
+        key = body.get("issueKey") if isinstance(body, Mapping) else None
+        if not isinstance(key, str) or not key:
+            # Not retried: the request may well exist, and a retry would make a second one.
+            excerpt = reply.text[:_EXCERPT].strip()
+            return Rejected(f"HTTP {reply.status} without an issueKey; check the desk: {excerpt!r}")
+        return Delivered(key, f"created {key}")
+
+    async def _comment(self, key: str, message: Message) -> Outcome:
+        body = {"body": _clip(comment(message), DESCRIPTION_MAX), "public": False}
+        reply = await self._post(f"{API}/request/{quote(key, safe='')}/comment", body)
+        if isinstance(reply, Retry | Rejected):
+            return reply
+        return Delivered(key, f"commented on {key}")
+
+    async def _transition(self, key: str, transition: str, message: Message) -> Outcome:
+        body = {
+            "id": transition,
+            "additionalComment": {"body": _clip(comment(message), DESCRIPTION_MAX)},
+        }
+        reply = await self._post(f"{API}/request/{quote(key, safe='')}/transition", body)
+        if isinstance(reply, Retry | Rejected):
+            return reply
+        return Delivered(key, f"ran transition {transition} on {key}")
+
+    async def _post(self, path: str, body: object) -> Reply | Retry | Rejected:
+        """One POST; the reply when it is a 2xx, else the failure."""
+        options = self.options
+        headers = {"Accept": "application/json", "Authorization": authorization(options)}
+        url, timeout = options.base_url + path, options.timeout
+        reply = await request(
+            self.session, "POST", url, body=body, headers=headers, timeout=timeout
+        )
+        if isinstance(reply, Retry):
+            return reply
+        return failure(reply) or reply
+
+
+def make(options: Options, session: aiohttp.ClientSession) -> JiraChannel:
+    return JiraChannel(options, session)
+
+
+# --- what is sent -------------------------------------------------------------------------
+
+
+def transition_for(transition: Transition, options: Options) -> str:
+    """The workflow transition to run for `transition`; empty for a comment."""
+    if transition is Transition.RESOLVED:
+        return options.resolve_transition_id
+    if transition is Transition.REOPENED:
+        return options.reopen_transition_id
+    return ""
+
+
+def correlation_id(message: Message) -> str:
+    """`bridge-incident-<id>`: the incident part of the notification key."""
+    incident_id = message.incident.get("id")
+    if incident_id is None:
+        return message.key.partition(":")[0]
+    return f"bridge-incident-{incident_id}"
+
+
+def new_request(message: Message, options: Options) -> dict[str, Any]:
+    summary = " ".join(message.title.split())
+    return {
+        "serviceDeskId": options.service_desk_id,
+        "requestTypeId": options.request_type_id,
+        "requestFieldValues": {
+            "summary": _clip(summary, SUMMARY_MAX),
+            "description": _clip(description(message), DESCRIPTION_MAX),
+        },
+    }
+
+
+def description(message: Message) -> str:
+    parts = (message.body.strip(), facts(message), f"Incident in alert-bridge: {message.url}")
+    return "\n\n".join(part for part in parts if part)
+
+
+def facts(message: Message) -> str:
+    incident = message.incident
+    priority = incident.get("priority")
+    rows = (
+        ("Incident", f"{incident.get('id')} ({correlation_id(message)})"),
+        ("Priority", f"P{priority}" if isinstance(priority, int) else _text(priority)),
+        ("Severity", _text(incident.get("severity"))),
+        ("Service", _text(incident.get("service"))),
+        ("CI", _text(incident.get("ci"))),
+        ("Assignment group", _text(incident.get("assignment_group"))),
+        ("Opened at", _text(incident.get("opened_at"))),
+    )
+    lines = [f"{name}: {value}" for name, value in rows if value]
+    lines.extend(_alert_line(alert) for alert in message.alerts[:_SHOWN_ALERTS])
+    return "\n".join(lines)
+
+
+def comment(message: Message) -> str:
+    incident = message.incident
+    lines = [f"alert-bridge: {message.transition.value.replace('_', ' ')} - {message.title}"]
+    if message.reason:
+        lines.append(f"Reason: {message.reason}")
+    for key, label in (("acknowledged_by", "Acknowledged by"), ("assignee", "Assignee")):
+        if incident.get(key):
+            lines.append(f"{label}: {incident[key]}")
+    if message.body.strip():
+        lines += ["", message.body.strip()]
+    lines += ["", f"Incident in alert-bridge: {message.url}"]
+    return "\n".join(lines)
+
+
+def _alert_line(alert: Mapping[str, Any]) -> str:
+    labels = alert.get("labels") or {}
+    name = labels.get("alertname", "alert")
+    where = f" on {labels['host']}" if labels.get("host") else ""
+    summary = (alert.get("annotations") or {}).get("summary", "")
+    line = f"- [{alert.get('status', '')}] {alert.get('source', '')}: {name}{where}"
+    return f"{line}: {summary}" if summary else line
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+# --- what comes back ----------------------------------------------------------------------
+
+
+def failure(reply: Reply) -> Retry | Rejected | None:
+    """None for a 2xx; otherwise what `classify` decides, with Jira's own error messages as
+    the reason when the body has them."""
+    outcome = classify(reply)
+    if isinstance(outcome, Delivered):
+        return None
+    message = error_message(reply.json())
+    if not message:
+        return outcome
+    reason = f"HTTP {reply.status}: {message}"
+    return Retry(reason, outcome.after) if isinstance(outcome, Retry) else Rejected(reason)
+
+
+def error_message(body: object) -> str:
+    """The messages of `{"errorMessage"}` (servicedeskapi) or `{"errorMessages": [...],
+    "errors": {field: message}}` (platform), joined with "; "."""
+    if not isinstance(body, Mapping):
+        return ""
+    parts: list[str] = []
+    if isinstance(body.get("errorMessage"), str):
+        parts.append(body["errorMessage"])
+    if isinstance(body.get("errorMessages"), list):
+        parts.extend(str(text) for text in body["errorMessages"])
+    if isinstance(body.get("errors"), Mapping):
+        parts.extend(f"{field}: {text}" for field, text in body["errors"].items())
+    return "; ".join(part for part in parts if part)[:_EXCERPT]
