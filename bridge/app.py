@@ -14,7 +14,15 @@ import prometheus_client
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bridge import jobs
-from bridge.api import incidents, maintenance, middleware, problems, status, webhooks
+from bridge.api import (
+    incidents,
+    maintenance,
+    middleware,
+    notifications,
+    problems,
+    status,
+    webhooks,
+)
 from bridge.clock import Clock, SystemClock
 from bridge.errors import ConfigError
 from bridge.ingest import Pipeline
@@ -153,6 +161,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     incidents.add_routes(app)
     problems.add_routes(app)
     maintenance.add_routes(app)
+    notifications.add_routes(app)
     status.add_routes(app)
     app.cleanup_ctx.append(_background)
     return app

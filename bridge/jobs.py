@@ -19,8 +19,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.ingest import OperatorAction
+from bridge.notify import channels, itsm, servicenow
 from bridge.runtime import JobHealth, Runtime
-from bridge.store import admin, repository, scans
+from bridge.store import admin, outbox, repository, scans
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
@@ -36,6 +37,7 @@ from rules.model import (
     TimelineSource,
 )
 from rules.recheck import inhibitor_of, still_held
+from rules.ruleset import Target
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,47 @@ async def reconcile_nagios(runtime: Runtime) -> int:
     return len(events)
 
 
+async def run_escalations(runtime: Runtime) -> int:
+    """Due escalation steps and repeat notifications; returns the notices queued."""
+    return await runtime.pipeline.run_timers()
+
+
+async def check_sla(runtime: Runtime) -> int:
+    """Record SLA deadlines missed; returns how many."""
+    return await runtime.pipeline.check_sla()
+
+
+async def poll_itsm(runtime: Runtime) -> int:
+    """Read back the ServiceNow tickets of incidents not closed yet; returns the updates
+    applied. A target that cannot be read fails the run (counted, shown in the status)."""
+    applied = 0
+    failures = []
+    for target in runtime.rules.targets:
+        if target.channel != "servicenow":
+            continue
+        try:
+            applied += await _poll_servicenow(runtime, target)
+        except PollError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise PollError("; ".join(failures))
+    return applied
+
+
+async def _poll_servicenow(runtime: Runtime, target: Target) -> int:
+    async with runtime.engine.connect() as conn:
+        tickets = await outbox.open_tickets(conn, target.name)
+    if not tickets:
+        return 0
+    options = channels.options(target.name, target.channel, target.options)
+    assert isinstance(options, servicenow.Options)
+    found = await servicenow.poll(options, runtime.http, sorted(tickets))
+    if not isinstance(found, list):
+        raise PollError(f"{target.name}: {found.reason}")
+    results = [await itsm.apply(runtime, target.name, update, "poll") for update in found]
+    return sum(1 for result in results if result is itsm.Result.APPLIED)
+
+
 class PollError(Exception):
     """A poll failed: the sender could not be reached or refused the request."""
 
@@ -242,7 +285,11 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
         ("check_heartbeats", check_heartbeats, settings.heartbeat_check_interval),
         ("refresh_windows", refresh_windows, settings.recheck_interval),
         ("close_resolved", close_resolved, settings.recheck_interval * 4),
+        ("run_escalations", run_escalations, settings.escalation_check_interval),
+        ("check_sla", check_sla, settings.sla_check_interval),
     ]
+    if settings.itsm_poll_interval:
+        jobs.append(("poll_itsm", poll_itsm, settings.itsm_poll_interval))
     if settings.nagios_status_file is not None:
         jobs.append(("reconcile_nagios", reconcile_nagios, settings.nagios_reconcile_interval))
     if settings.zabbix_api_url:

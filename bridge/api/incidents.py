@@ -16,7 +16,7 @@ from bridge.api.responses import error_response, json_response
 from bridge.errors import NotFound
 from bridge.ingest import OperatorAction
 from bridge.runtime import RUNTIME
-from bridge.store import reads
+from bridge.store import outbox, reads
 from rules import incidents as incident_stage
 from rules.model import AlertStatus, Hold, IncidentState, IncidentStatus
 
@@ -44,8 +44,11 @@ async def get_incident(request: web.Request) -> web.Response:
     incident_id = _incident_id(request)
     async with request.app[RUNTIME].engine.connect() as conn:
         found = await reads.get_incident(conn, incident_id)
-    if found is None:
-        raise NotFound(f"incident {incident_id} not found")
+        if found is None:
+            raise NotFound(f"incident {incident_id} not found")
+        # Who was told about it, and every notification queued for it.
+        found["targets"] = await outbox.targets_of(conn, incident_id)
+        found["notifications"] = await outbox.listing(conn, None, incident_id, None, 1000)
     return json_response(found)
 
 

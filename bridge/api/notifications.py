@@ -1,0 +1,104 @@
+"""The outbox through the API: notifications (filter by status, incident, target), dead
+letters re-sent by hand, and the inbound endpoint an ITSM system calls when its ticket changes.
+
+- `GET /api/v1/notifications?status=pending|sent|dead&incident_id=&target=&limit=`
+- `GET /api/v1/notifications/{id}`
+- `POST /api/v1/notifications/{id}/resend`: a dead letter goes back in the queue (409 if the
+  notification is not a dead letter)
+- `POST /api/v1/itsm/servicenow/{target}`: a ServiceNow business rule reports a ticket's new
+  state (see `bridge.notify.servicenow` for the body and the script)
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.api.params import BadRequest, choice, json_object, record_id
+from bridge.api.responses import error_response, json_response
+from bridge.errors import Conflict, NotFound
+from bridge.notify import itsm, servicenow
+from bridge.runtime import RUNTIME
+from bridge.store import outbox
+
+_STATUSES = {outbox.PENDING, outbox.SENT, outbox.DEAD}
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+    if not 1 <= limit <= 1000:
+        raise BadRequest("limit must be 1..1000")
+    return limit
+
+
+def _incident_filter(request: web.Request) -> int | None:
+    value = request.query.get("incident_id")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest("incident_id must be a whole number") from None
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    try:
+        status = choice(request, "status", _STATUSES)
+        incident_id = _incident_filter(request)
+        limit = _limit(request)
+    except BadRequest as exc:
+        return error_response(400, str(exc))
+    target = request.query.get("target")
+    async with request.app[RUNTIME].engine.connect() as conn:
+        found = await outbox.listing(conn, status, incident_id, target, limit)
+    return json_response({"notifications": found})
+
+
+async def get_notification(request: web.Request) -> web.Response:
+    notification_id = record_id(request, "notification_id", "notification")
+    async with request.app[RUNTIME].engine.connect() as conn:
+        found = await outbox.one(conn, notification_id)
+    if found is None:
+        raise NotFound(f"notification {notification_id} not found")
+    return json_response(found)
+
+
+async def resend(request: web.Request) -> web.Response:
+    notification_id = record_id(request, "notification_id", "notification")
+    runtime = request.app[RUNTIME]
+    async with runtime.engine.begin() as conn:
+        if await outbox.one(conn, notification_id) is None:
+            raise NotFound(f"notification {notification_id} not found")
+        if not await outbox.resend(conn, notification_id, runtime.clock.now()):
+            raise Conflict(f"notification {notification_id} is not a dead letter")
+        found = await outbox.one(conn, notification_id)
+    runtime.dispatcher.wake()
+    return json_response(found)
+
+
+async def servicenow_update(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    name = request.match_info["target"]
+    target = runtime.rules.target(name)
+    if target is None or target.channel != "servicenow":
+        raise NotFound(f"no ServiceNow target {name!r}")
+    try:
+        body = await json_object(request)
+    except BadRequest as exc:
+        return error_response(400, str(exc))
+    try:
+        update = servicenow.parse_update(body)
+    except ValueError as exc:
+        return error_response(422, str(exc))
+    result = await itsm.apply(runtime, name, update, "inbound")
+    status = 404 if result is itsm.Result.UNKNOWN else 200
+    return json_response({"status": "ok" if status == 200 else "error", "result": result}, status)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/notifications", list_notifications)
+    app.router.add_get("/api/v1/notifications/{notification_id}", get_notification)
+    app.router.add_post("/api/v1/notifications/{notification_id}/resend", resend)
+    app.router.add_post("/api/v1/itsm/servicenow/{target}", servicenow_update)
