@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.api.responses import error_response, json_response
 from bridge.runtime import RUNTIME, JobHealth
-from bridge.store import database, reads
+from bridge.store import database, outbox, reads
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -33,6 +33,7 @@ async def status(request: web.Request) -> web.Response:
     now = runtime.clock.now()
     async with runtime.engine.connect() as conn:
         counts = await reads.counts(conn)
+        pending, oldest, dead = await outbox.depth(conn)
     rules = runtime.rules
     return json_response(
         {
@@ -54,6 +55,15 @@ async def status(request: web.Request) -> web.Response:
                 else None,
             },
             "maintenance_windows": len(runtime.api_windows) + len(rules.maintenance),
+            "notifications": {
+                "targets": {t.name: t.channel for t in rules.targets},
+                "routes": [route.name for route in rules.routes],
+                "pending": pending,
+                "oldest_pending_age_seconds": (
+                    round((now - oldest).total_seconds(), 3) if oldest is not None else 0.0
+                ),
+                "dead_letters": dead,
+            },
             "counts": counts,
             "last_event_at": dict(sorted(runtime.last_event_at.items())),
             "jobs": {name: _job(health, now) for name, health in sorted(runtime.jobs.items())},

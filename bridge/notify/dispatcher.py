@@ -106,6 +106,8 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before the round: a wake during it makes the wait below return at once.
+            self._wake.clear()
             try:
                 handled = await self.run_once()
                 await self.refresh_gauges()
@@ -119,7 +121,6 @@ class Dispatcher:
                 handled = 0
             if handled:
                 continue  # more may be due
-            self._wake.clear()
             try:
                 wait = self._settings.poll_interval.total_seconds()
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
@@ -252,7 +253,7 @@ class Dispatcher:
                 return
             reason = outcome.reason
             if isinstance(outcome, Retry):
-                reason = f"gave up after {row['attempts']} attempts: {reason}"
+                reason = f"gave up after {row['attempts'] + 1} attempts: {reason}"
             fallback = self._fallback(target)
             await outbox.dead(conn, row, reason, fallback, now)
             message = f"could not send {row['transition']} to {row['target']}: {reason}"
@@ -272,14 +273,14 @@ class Dispatcher:
 
     def _exhausted(self, row: Mapping[str, Any], now: datetime) -> bool:
         too_old: bool = now - row["created_at"] >= self._settings.max_age
-        return too_old or int(row["attempts"]) >= self._settings.max_attempts
+        return too_old or int(row["attempts"]) + 1 >= self._settings.max_attempts
 
     def _delay(self, row: Mapping[str, Any], outcome: Retry) -> timedelta:
         """Retry-After when the target gave one, else exponential backoff with equal jitter
         (half fixed, half random), so that retries of many notifications spread out."""
         if outcome.after is not None:
             return min(timedelta(seconds=outcome.after), self._settings.max_age)
-        base = self._settings.backoff.total_seconds() * 2 ** max(row["attempts"] - 1, 0)
+        base = self._settings.backoff.total_seconds() * 2 ** int(row["attempts"])
         capped = min(base, self._settings.backoff_max.total_seconds())
         return timedelta(seconds=capped / 2 + self._rng.uniform(0, capped / 2))
 

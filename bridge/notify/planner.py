@@ -57,8 +57,8 @@ async def plan_changes(
         after = _with_deadlines(before, after, policy, now, world)
         if notify.transitions(before, after) or (before and before.priority != after.priority):
             changed.append((before, after))
-    if not changed:
-        return
+    if not changed or not rules.targets:
+        return  # nobody to tell: no outbox rows, no timers
     ids = [after.id for _, after in changed]
     told = await outbox.told(conn, ids)
     timers = await outbox.pagings(conn, ids)

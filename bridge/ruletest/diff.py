@@ -1,7 +1,8 @@
 """What a test expects after a step, compared with the offline world: the diff.
 
 Input: an `Expectations` (`bridge.ruletest.spec`), the `World` after the step, the decisions
-the step made, and where the expectation was written. Output: the mismatches as readable lines
+the step made, the notices queued so far (`bridge.ruletest.outbox`), and where the expectation
+was written. Output: the mismatches as readable lines
 (expected vs got, per incident, alert or problem and field); none when all is as expected. Only
 the fields a test gives are compared. The `incidents` and `problems` lists are exhaustive (an
 incident or problem nobody expected is a mismatch) unless the test says otherwise.
@@ -29,6 +30,7 @@ from bridge.ruletest.spec import (
 from bridge.timeline import describe_alert, numbers
 from rules.effects import Decision
 from rules.model import AlertState, AlertStatus, Hold, IncidentState, JoinReason, ProblemState
+from rules.notify import Notice
 from rules.world import AlertKey, World
 from rules.yamlsource import Loc
 
@@ -44,14 +46,22 @@ class View:
     incident_no: Mapping[int, int]
     problem_no: Mapping[int, int]
     members: Mapping[int, Mapping[AlertKey, set[JoinReason]]]
+    notices: Sequence[Notice] = ()
 
     @classmethod
-    def of(cls, world: World) -> View:
+    def of(cls, world: World, notices: Sequence[Notice] = ()) -> View:
         members: dict[int, dict[AlertKey, set[JoinReason]]] = {}
         for link in world.links:
             joined = members.setdefault(link.incident_id, {})
             joined.setdefault((link.source, link.fingerprint), set()).add(link.reason)
-        return cls(world, numbers(world.incidents), numbers(world.problems), members)
+        return cls(world, numbers(world.incidents), numbers(world.problems), members, notices)
+
+    def notifications(self, incident: IncidentState) -> list[str]:
+        """`target:transition` for each notice queued for the incident, in order."""
+        return [f"{n.target}:{n.transition}" for n in self.notices if n.incident_id == incident.id]
+
+    def told(self, incident: IncidentState) -> list[str]:
+        return sorted({n.target for n in self.notices if n.incident_id == incident.id})
 
     def incidents(self) -> list[IncidentState]:
         return sorted(self.world.incidents.values(), key=lambda i: self.incident_no[i.id])
@@ -73,10 +83,12 @@ def check(
     decided: Sequence[Decision],
     line_of: LineOf,
     base: Loc,
+    notices: Sequence[Notice] = (),
 ) -> list[str]:
-    """Every mismatch between `expect` (written at `base`) and `world`, and `decided`: the
-    decisions it may name (a step's, or the whole run's for the final expectations)."""
-    view = View.of(world)
+    """Every mismatch between `expect` (written at `base`) and `world`, `decided`: the
+    decisions it may name (a step's, or the whole run's for the final expectations), and
+    `notices`: what was queued so far."""
+    view = View.of(world, notices)
     found: list[str] = []
     if expect.incidents is not None:
         found += _check_incidents(expect, view, line_of, (*base, "incidents"))
@@ -151,6 +163,8 @@ _INCIDENT_FIELDS: dict[str, Callable[[IncidentState, View], object]] = {
     "firing_alerts": lambda i, v: i.firing_alerts,
     "reopen_count": lambda i, v: i.reopen_count,
     "problem": lambda i, v: v.problem_rule(i),
+    "notify": lambda i, v: v.told(i),
+    "notifications": lambda i, v: v.notifications(i),
 }
 
 
@@ -319,6 +333,7 @@ _COUNTS: dict[str, Callable[[View], int]] = {
     "firing_alerts": lambda v: sum(a.status is AlertStatus.FIRING for a in v.world.alerts.values()),
     "held": lambda v: sum(_is_held(a) for a in v.world.alerts.values()),
     "problems": lambda v: len(v.world.problems),
+    "notifications": lambda v: len(v.notices),
 }
 
 

@@ -2,14 +2,16 @@
 
 Input: test files (`bridge.ruletest.spec`), the shipped config directory and optionally a rules
 directory that overrides the files' own. Output on stdout: `ok <file> (<n> steps, <m>
-incidents)` per passing file, the mismatches of a failing one (`bridge.ruletest.diff`), with
-`verbose` every step's events and decisions; errors of invalid files on stderr. The result is
-the worst exit status: `OK`, `FAILED` or `INVALID`.
+incidents[, <k> notifications])` per passing file, the mismatches of a failing one
+(`bridge.ruletest.diff`) and the notifications it queued, with `verbose` every step's events,
+decisions and notifications (`bridge.ruletest.outbox`); errors of invalid files on stderr. The
+result is the worst exit status: `OK`, `FAILED` or `INVALID`.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +19,15 @@ from zoneinfo import ZoneInfo
 
 from bridge.payloads import Decoder, PayloadError, describe_body_error, read_body
 from bridge.ruletest.diff import check
+from bridge.ruletest.outbox import Outbox, Told, describe
+from bridge.ruletest.outbox import explain as explain_told
 from bridge.ruletest.spec import (
     AlertSpec,
     Expectations,
     StepSpec,
     TestFile,
     TestFileError,
+    check_targets,
     load,
 )
 from bridge.timeline import Timeline, decisions, explain, numbers, offset
@@ -31,7 +36,7 @@ from connectors.parsed import BodyError
 from rules.effects import Decision, Evaluation
 from rules.evaluate import EngineSettings, prepare
 from rules.loader import RULE_SUFFIXES, RuleLoadError, load_rules
-from rules.model import AlertStatus, Event
+from rules.model import AlertStatus, Event, IncidentState
 from rules.ruleset import RuleSet
 from rules.world import World
 from rules.yamlsource import Loc
@@ -57,20 +62,22 @@ class Runner:
     def run_file(self, path: Path) -> int:
         try:
             test = load(path)
-            run = _Run(test, self._rules(test), self._decoder(test), self.verbose)
+            rules = self._rules(test)
+            check_targets(test, {target.name for target in rules.targets})
+            run = _Run(test, rules, self._decoder(test), self.verbose)
             failures = run.steps()
         except TestFileError as exc:
             for line in exc.errors:
                 print(line, file=sys.stderr)
             return INVALID
-        summary = (
-            f"{path} ({len(test.spec.steps)} steps, {len(run.timeline.world.incidents)} incidents)"
-        )
+        counts = f"{len(test.spec.steps)} steps, {len(run.timeline.world.incidents)} incidents"
+        if run.outbox.active:
+            counts += f", {len(run.outbox.queued)} notifications"
         if not failures:
-            print(f"ok {summary}")
+            print(f"ok {path} ({counts})")
             return OK
-        print(f"FAIL {summary}")
-        for line in failures:
+        print(f"FAIL {path} ({counts})")
+        for line in [*failures, *run.queued()]:
             print(f"  {line}")
         return FAILED
 
@@ -111,6 +118,7 @@ class _Run:
         self.timeline = Timeline(
             rules, EngineSettings(settings.duplicate_window, settings.reopen_window)
         )
+        self.outbox = Outbox(rules)
 
     def steps(self) -> list[str]:
         failures: list[str] = []
@@ -130,23 +138,40 @@ class _Run:
         return failures
 
     def _step(self, step: StepSpec, loc: Loc, now: datetime) -> list[Decision]:
-        """Advance to the step, create its windows, send its events; its decisions."""
+        """Run the timers due, advance to the step, create its windows, send its events; its
+        decisions (the notify decisions last)."""
+        told = self.outbox.run_timers(self.timeline.world, now)
+        for entry in told:
+            self._log_told(f"timer {offset(self.start, entry.at)}: ", [entry])
+        before = dict(self.timeline.world.incidents)
         evaluations = self.timeline.advance(now)
         self._log_all("tick: ", evaluations)
+        told += self._notify(before, now, "tick: ")
         for window in step.maintenance:
             created = self.timeline.add_window(window)
             self._log(f"  maintenance window {created.label} ({created.name}) created")
         for event in self._events(step, loc, now):
+            before = dict(self.timeline.world.incidents)
             sent = self.timeline.send(now, event)
             self._log_all("", sent)
             evaluations += sent
+            told += self._notify(before, now, "")
         rules = self.timeline.rules
-        return [d for evaluation in evaluations for d in decisions(evaluation, rules)]
+        made = [d for evaluation in evaluations for d in decisions(evaluation, rules)]
+        return made + [d for entry in told for d in entry.decisions]
+
+    def _notify(
+        self, before: Mapping[int, IncidentState], now: datetime, prefix: str
+    ) -> list[Told]:
+        told = self.outbox.on_changes(before, self.timeline.world, now)
+        self._log_told(" " * len(prefix) + "  ", told)
+        return told
 
     def _check(
         self, title: str, expect: Expectations, decided: list[Decision], loc: Loc
     ) -> list[str]:
-        found = check(expect, self.timeline.world, decided, self.test.line, loc)
+        world, notices = self.timeline.world, self.outbox.notices()
+        found = check(expect, world, decided, self.test.line, loc, notices)
         return [f"{title}:", *(f"  {line}" for line in found)] if found else []
 
     def _events(self, step: StepSpec, loc: Loc, now: datetime) -> list[Event]:
@@ -177,6 +202,26 @@ class _Run:
         for evaluation in evaluations:
             for number, line in enumerate(explain(evaluation, self.timeline.rules, order)):
                 self._log(f"  {prefix if number == 0 else ' ' * len(prefix)}{line}")
+
+    def _log_told(self, prefix: str, told: list[Told]) -> None:
+        if not self.verbose:
+            return
+        order = numbers(self.timeline.world.incidents)
+        for entry in told:
+            for number, line in enumerate(explain_told(entry, order)):
+                self._log(f"  {prefix if number == 0 else ' ' * len(prefix)}{line}")
+
+    def queued(self) -> list[str]:
+        """What a failing run shows of its outbox: every notice queued, in order, as
+        `10m #1 lead: escalated (...)` (nothing when the rules have no targets)."""
+        if not self.outbox.active:
+            return []
+        if not self.outbox.queued:
+            return ["notifications queued: none"]
+        order = numbers(self.timeline.world.incidents)
+        return ["notifications queued:"] + [
+            f"  {offset(self.start, q.at)} {describe(q, order)}" for q in self.outbox.queued
+        ]
 
     def _log(self, line: str) -> None:
         if self.verbose:

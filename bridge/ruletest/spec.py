@@ -3,12 +3,14 @@
 Input: one test file. Output: a `TestFile`: the validated `FileSpec` (start, settings, steps
 with inline alerts, payloads and maintenance windows, and the expectations) and the YAML node
 tree, so that an error, or a mismatch found later, names `file:line`. Unknown keys are refused
-everywhere; `TestFileError` lists every problem of a file that cannot run.
+everywhere; `TestFileError` lists every problem of a file that cannot run, including targets
+that the expectations name and the rules do not have (`check_targets`).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -37,6 +40,7 @@ from rules.model import (
     JoinReason,
     ProblemStatus,
     Severity,
+    Transition,
 )
 from rules.schedule import MaintenanceSpec
 from rules.yamlsource import Loc, YamlSource, describe_error, error_loc, parse_yaml
@@ -95,6 +99,27 @@ def _scalar_text(value: object) -> object:
 
 LabelValue = Annotated[str, BeforeValidator(_scalar_text)]
 Labels = dict[str, LabelValue]
+_TRANSITIONS = [t.value for t in Transition]
+
+
+def _told(value: list[str]) -> list[str]:
+    # The targets told are a set: order and repeats do not matter.
+    return sorted(set(value))
+
+
+def _notification(value: str) -> str:
+    target, _, transition = value.rpartition(":")
+    if not target or transition not in _TRANSITIONS:
+        raise PydanticCustomError(
+            "notification",
+            "expected 'target:transition', transition one of {choices}; got {value!r}",
+            {"choices": ", ".join(_TRANSITIONS), "value": value},
+        )
+    return value
+
+
+TargetName = Annotated[str, Field(min_length=1)]
+Notification = Annotated[str, AfterValidator(_notification)]
 
 
 class _Strict(BaseModel):
@@ -121,6 +146,9 @@ class IncidentExpect(_Strict):
     reopen_count: int | None = None
     problem: str | None = None
     members: list[MemberExpect] = Field(default_factory=list)
+    # The daemon's outbox for this incident so far: the targets told, and what was queued.
+    notify: Annotated[list[TargetName], AfterValidator(_told)] | None = None
+    notifications: list[Notification] | None = None
 
 
 class AlertExpect(_Strict):
@@ -159,6 +187,7 @@ class CountsExpect(_Strict):
     firing_alerts: int | None = None
     held: int | None = None
     problems: int | None = None
+    notifications: int | None = None
 
 
 class Expectations(_Strict):
@@ -324,3 +353,38 @@ def _check_steps(test: TestFile) -> None:
             errors.append(test.source.error((*loc, "payload"), message))
     if errors:
         raise TestFileError(errors)
+
+
+def check_targets(test: TestFile, known: Collection[str]) -> None:
+    """Every target the expectations name is a target of the rules the test runs on."""
+    errors: list[str] = []
+    for loc, expect in _expectations(test):
+        for index, entry in enumerate(expect.incidents or ()):
+            at: Loc = (*loc, "incidents", index)
+            named = [((*at, "notify"), name) for name in entry.notify or ()]
+            named += [
+                ((*at, "notifications", number), text.rpartition(":")[0])
+                for number, text in enumerate(entry.notifications or ())
+            ]
+            errors += [
+                test.source.error(where, _unknown_target(name, known))
+                for where, name in named
+                if name not in known
+            ]
+    if errors:
+        raise TestFileError(errors)
+
+
+def _expectations(test: TestFile) -> list[tuple[Loc, Expectations]]:
+    found: list[tuple[Loc, Expectations]] = [
+        (("steps", index, "expect"), step.expect)
+        for index, step in enumerate(test.spec.steps)
+        if step.expect is not None
+    ]
+    return found + ([(("expect",), test.spec.expect)] if test.spec.expect is not None else [])
+
+
+def _unknown_target(name: str, known: Collection[str]) -> str:
+    if not known:
+        return f"no target {name!r}: the rules have no targets section"
+    return f"no target {name!r} in the rules (targets: {', '.join(sorted(known))})"

@@ -182,7 +182,8 @@ async def claim(
     conn: AsyncConnection, now: datetime, lease: timedelta, limit: int
 ) -> list[dict[str, Any]]:
     """Take up to `limit` due notifications, the oldest pending one of each incident and
-    target only (so that a target hears an incident's transitions in order)."""
+    target only (so that a target hears an incident's transitions in order). `attempts`
+    counts finished attempts: the outcome of one adds to it."""
     n = notifications.c
     first = (
         select(func.min(n.id))
@@ -202,7 +203,7 @@ async def claim(
     statement = (
         update(notifications)
         .where(n.id.in_(ids), n.status == PENDING, n.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease, attempts=n.attempts + 1)
+        .values(next_attempt_at=now + lease)
         .returning(*notifications.c)
     )
     claimed = [dict(row._mapping) for row in await conn.execute(statement)]
@@ -229,7 +230,7 @@ async def delivered(
     await conn.execute(
         update(notifications)
         .where(notifications.c.id == row["id"])
-        .values(status=SENT, sent_at=now, last_error=detail)
+        .values(status=SENT, sent_at=now, last_error=detail, attempts=row["attempts"] + 1)
     )
     values: dict[str, Any] = {"last_transition": row["transition"], "last_sent_at": now}
     if external_id is not None:
@@ -248,7 +249,7 @@ async def retry(conn: AsyncConnection, row: Mapping[str, Any], error: str, at: d
     await conn.execute(
         update(notifications)
         .where(notifications.c.id == row["id"])
-        .values(next_attempt_at=at, last_error=error)
+        .values(next_attempt_at=at, last_error=error, attempts=row["attempts"] + 1)
     )
 
 
@@ -264,7 +265,7 @@ async def dead(
     await conn.execute(
         update(notifications)
         .where(notifications.c.id == row["id"])
-        .values(status=DEAD, last_error=error)
+        .values(status=DEAD, last_error=error, attempts=row["attempts"] + 1)
     )
     if fallback is None:
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,8 @@ async def test_a_refused_notification_is_a_dead_letter_that_goes_to_the_fallback
     await bridge.runtime.dispatcher.refresh_gauges()
     text = await (await bridge.client.get("/metrics")).text()
     assert "bridge_outbox_dead_letters 1.0" in text
+    status = await bridge.get_json("/api/v1/status")
+    assert status["notifications"]["dead_letters"] == 1
     assert 'bridge_notifications_total{channel="webhook",outcome="rejected"} 1.0' in text
     # Re-sent through the API once the target is fixed.
     response = await bridge.client.post(f"/api/v1/notifications/{dead['id']}/resend")
@@ -354,3 +356,31 @@ async def test_servicenow_changes_flow_back_inbound_and_by_polling(
 
 async def _count_snow(script: Script, n: int) -> bool:
     return len(script.tickets) >= n
+
+
+async def test_retries_back_off_exponentially_with_jitter_then_give_up(
+    bridge: Bridge, receiver: Receiver, script: Script
+) -> None:
+    script.fail("/hooks/pager", 502, times=10)
+    await prometheus(bridge, DB_DOWN)
+    waits = []
+    for attempt in (1, 2):
+        await until(lambda a=attempt: _has(bridge, "pending", a), f"attempt {attempt}")  # type: ignore[misc]
+        [pending] = await notifications(bridge, status="pending")
+        due = datetime.fromisoformat(pending["next_attempt_at"])
+        waits.append((due - bridge.clock.now()).total_seconds())
+        if attempt == 1:
+            bridge.clock.set(due)
+            bridge.runtime.dispatcher.wake()
+    # Backoff 5s doubling, half of it fixed and half random: [2.5, 5], then [5, 10].
+    assert 2.5 <= waits[0] <= 5, waits
+    assert 5 <= waits[1] <= 10, waits
+    status = await bridge.get_json("/api/v1/status")
+    assert status["notifications"]["pending"] == 1
+    # The third failure is the last one (notify_max_attempts = 3).
+    bridge.clock.advance(25 * 3600)
+    bridge.runtime.dispatcher.wake()
+    await until(lambda: _count(receiver, "/hooks/backup", 1), "the fallback")
+    [dead] = await notifications(bridge, status="dead")
+    assert dead["attempts"] == 3
+    assert dead["last_error"].startswith("gave up after 3 attempts: HTTP 502")
