@@ -30,17 +30,21 @@ class SlaTarget:
 SlaPolicy = Mapping[int, SlaTarget]  # priority 1..5 -> targets
 
 
-def with_deadlines(incident: IncidentState, policy: SlaPolicy, since: datetime) -> IncidentState:
+def with_deadlines(
+    incident: IncidentState, policy: SlaPolicy, since: datetime, *, fresh: bool = True
+) -> IncidentState:
     """The incident with deadlines counted from `since` (its opening or reopening) for its
-    priority, and no breach recorded yet."""
+    priority; `fresh`: no breach recorded yet (a reopen), else the breaches recorded stay (a
+    priority change does not make a missed deadline count twice)."""
     target = policy.get(incident.priority, SlaTarget())
-    return evolve(
+    updated = evolve(
         incident,
         ack_due_at=since + target.acknowledge if target.acknowledge is not None else None,
         resolve_due_at=since + target.resolve if target.resolve is not None else None,
-        ack_breached_at=None,
-        resolve_breached_at=None,
     )
+    if fresh:
+        updated = evolve(updated, ack_breached_at=None, resolve_breached_at=None)
+    return updated
 
 
 def due(incident: IncidentState, now: datetime) -> list[SlaKind]:

@@ -75,12 +75,12 @@ def _with_deadlines(
     world: World,
 ) -> IncidentState:
     if before is None or after.reopen_count > before.reopen_count:
-        since = after.opened_at if before is None else now
+        since, fresh = (after.opened_at if before is None else now), True
     elif before.priority != after.priority:
-        since = after.opened_at
+        since, fresh = after.opened_at, False
     else:
         return after
-    updated = sla.with_deadlines(after, policy, since)
+    updated = sla.with_deadlines(after, policy, since, fresh=fresh)
     world.put_incident(updated)
     return updated
 

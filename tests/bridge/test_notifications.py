@@ -5,6 +5,7 @@ breaches, the resolve guarantee, and ServiceNow changes flowing back."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from bridge import jobs
-from tests.bridge.conftest import Bridge
+from tests.bridge.conftest import CAPTURED, Bridge
 from tests.bridge.test_rule_scenarios import prometheus, shipped_rules_with
 from tests.notify.samples import Receiver
 
@@ -384,3 +385,17 @@ async def test_retries_back_off_exponentially_with_jitter_then_give_up(
     [dead] = await notifications(bridge, status="dead")
     assert dead["attempts"] == 3
     assert dead["last_error"].startswith("gave up after 3 attempts: HTTP 502")
+
+
+async def test_an_acknowledgement_from_nagios_is_notified_like_one_through_the_api(
+    bridge: Bridge, receiver: Receiver
+) -> None:
+    for name in ("nagios-03-service-problem-e2e-web-01-http-critical.json",
+                 "nagios-04-service-acknowledgement-e2e-web-01-http-critical.json"):  # fmt: skip
+        body = json.loads((CAPTURED / "nagios" / name).read_text())
+        status, answer = await bridge.post_json("/api/v1/webhooks/nagios", body)
+        assert status == 200, answer
+    await until(lambda: _count(receiver, "/hooks/pager", 2), "opened and acknowledged")
+    assert [b["transition"] for b in sent(receiver, "/hooks/pager")] == ["opened", "acknowledged"]
+    incident = sent(receiver, "/hooks/pager")[1]["incident"]
+    assert incident["status"] == "acknowledged"
