@@ -96,7 +96,8 @@ def load_rules(directory: Path) -> RuleSet:
             compiler.errors.append(f"{path}:1: cannot read file: {exc.strerror}")
             continue
         compiler.add_file(path, contents[path.name])
-    compiler.check_references()
+    if not compiler.errors:  # a file that failed would make its good targets look unknown
+        compiler.check_references()
     if compiler.errors:
         raise RuleLoadError(compiler.errors)
     return compiler.rule_set(tuple(contents), _digest(contents, compiler.extra_files))
@@ -116,6 +117,8 @@ class _Compiler:
         self.single: dict[str, tuple[str, Any]] = {}
         self.extra_files: dict[str, bytes] = {}
         self._names: dict[tuple[str, str], str] = {}
+        # (what, name, naming rule, where) of every target or escalation a rule names.
+        self._references: list[tuple[str, str, str, str]] = []
         self._env = ImmutableSandboxedEnvironment(
             undefined=jinja2.ChainableUndefined, autoescape=False
         )
@@ -180,6 +183,7 @@ class _Compiler:
         if section == "correlate":
             title = self._compile_title(source, (*loc, "title"), spec.title)
             return compile_correlate(spec, title, origin)
+        self._note_references(source, section, loc, spec)
         if section == "targets":
             return Target(
                 name=spec.name,
@@ -192,25 +196,36 @@ class _Compiler:
             )
         return COMPILERS[section](spec, origin)
 
+    def _note_references(self, source: YamlSource, section: str, loc: Loc, spec: Any) -> None:
+        """Remember every target or escalation a rule names, with the line it is named on."""
+
+        def note(what: str, name: str, where: Loc) -> None:
+            self._references.append((what, name, spec.name, source.error(where, "")))
+
+        if section == "targets" and spec.fallback is not None:
+            note("fallback", spec.fallback, (*loc, "fallback"))
+        elif section == "escalations":
+            for i, step in enumerate(spec.steps):
+                for j, name in enumerate(step.targets):
+                    note("target", name, (*loc, "steps", i, "targets", j))
+        elif section == "routes":
+            for j, name in enumerate(spec.targets):
+                note("target", name, (*loc, "targets", j))
+            if spec.escalation is not None:
+                note("escalation", spec.escalation, (*loc, "escalation"))
+
     def check_references(self) -> None:
-        """Every target and escalation a route, step or fallback names exists."""
+        """Every target and escalation a route, step or fallback names exists (checked once
+        all files compiled: a name may be defined in a later file)."""
         targets = {t.name for t in self.sections["targets"]}
         policies = {p.name for p in self.sections["escalations"]}
-        for target in self.sections["targets"]:
-            if target.fallback is not None and target.fallback not in targets - {target.name}:
-                self._unknown(target.origin, "fallback target", target.fallback)
-        for policy in self.sections["escalations"]:
-            named = [name for step in policy.steps for name in step.targets]
-            for name in sorted(set(named) - targets):
-                self._unknown(policy.origin, "target", name)
-        for route in self.sections["routes"]:
-            for name in sorted(set(route.targets) - targets):
-                self._unknown(route.origin, "target", name)
-            if route.escalation is not None and route.escalation not in policies:
-                self._unknown(route.origin, "escalation", route.escalation)
-
-    def _unknown(self, origin: Origin, what: str, name: str) -> None:
-        self.errors.append(f"{origin.file}:{origin.line}: unknown {what} {name!r}")
+        for what, name, owner, where in self._references:
+            what = "fallback target" if what == "fallback" else what
+            prefix = where.removesuffix(": ")
+            if what == "fallback target" and name == owner:
+                self.errors.append(f"{prefix}: fallback target {name!r} is the target itself")
+            elif name not in (policies if what == "escalation" else targets):
+                self.errors.append(f"{prefix}: unknown {what} {name!r}")
 
     def _unique_name(self, source: YamlSource, section: str, loc: Loc, name: str) -> None:
         first = self._names.get((section, name))

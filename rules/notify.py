@@ -186,9 +186,24 @@ def on_change(
             notices.extend(_notify(after, sends, transition))
             if new_paging is not None and new_paging.due_at is not None:
                 new_paging = stopped(new_paging)
-    if before is not None and before.priority != after.priority and after.status.is_active:
-        notices.extend(_reroute(rules, before, after, told_now))
+    if _rerouted(before, after):
+        assert before is not None
+        fresh = _reroute(rules, before, after, told_now)
+        notices.extend(fresh)
+        if fresh and (new_paging is None or new_paging.due_at is None):
+            new_paging = start_paging(rules, after, routes_for(rules, after), now)
     return Plan(tuple(notices), new_paging, tuple(decisions))
+
+
+def _rerouted(before: IncidentState | None, after: IncidentState) -> bool:
+    """A priority change of an incident nobody acknowledged yet (once acknowledged, someone
+    works on it: paging more people for it would wake them for nothing)."""
+    return (
+        before is not None
+        and before.priority != after.priority
+        and before.reopen_count == after.reopen_count
+        and after.status is IncidentStatus.NEW
+    )
 
 
 def _reroute(
@@ -272,9 +287,9 @@ def on_timer(
         if step_notices and paging.escalation:
             decisions.append((paging.escalation, "escalated"))
     if paging.repeat_at is not None and paging.repeat_at <= now:
-        repeat_notices, paging = _repeat(rules, incident, paging, now)
+        repeat_notices, paging, repeated = _repeat(rules, incident, paging, now)
         notices.extend(repeat_notices)
-        decisions.extend((name, "repeated") for name in paging.routes if repeat_notices)
+        decisions.extend((name, "repeated") for name in repeated)
     return Plan(tuple(notices), paging, tuple(decisions))
 
 
@@ -302,10 +317,12 @@ def _escalate(
 
 def _repeat(
     rules: RuleSet, incident: IncidentState, paging: Paging, now: datetime
-) -> tuple[list[Notice], Paging]:
+) -> tuple[list[Notice], Paging, list[str]]:
+    """Re-send to the targets of the routes with a `repeat_interval`; returns the notices,
+    the timers, and the routes that repeated."""
     routes = [r for r in rules.routes if r.name in paging.routes and r.repeat_interval]
     if not routes:
-        return [], evolve(paging, repeat_at=None)
+        return [], evolve(paging, repeat_at=None), []
     sends: dict[str, frozenset[Transition]] = {}
     for route in routes:
         for name in route.targets:
@@ -314,7 +331,11 @@ def _repeat(
     generation = f"{incident.reopen_count}.{count}"
     notices = _notify(incident, sends, Transition.REPEAT, generation, "still not acknowledged")
     interval = min(r.repeat_interval for r in routes if r.repeat_interval is not None)
-    return notices, evolve(paging, repeats=count, repeat_at=now + interval)
+    # Counted from when it was due, not when the job ran, so that repeats do not drift.
+    due = paging.repeat_at or now
+    following = due + interval if due + interval > now else now + interval
+    repeated = [r.name for r in routes if r.targets]
+    return notices, evolve(paging, repeats=count, repeat_at=following), repeated
 
 
 def on_breach(

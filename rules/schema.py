@@ -261,13 +261,24 @@ class EscalationStepSpec(BaseModel):
     targets: list[RuleName] = Field(min_length=1)
 
 
+def _check_steps(steps: list[EscalationStepSpec]) -> list[EscalationStepSpec]:
+    for index in range(1, len(steps)):
+        if steps[index].after < steps[index - 1].after:
+            raise PydanticCustomError(
+                "step_order",
+                "steps must be in order of `after`: this step comes before the one above it",
+                {ERROR_INDEX: index},
+            )
+    return steps
+
+
 class EscalationSpec(BaseModel):
     """One entry of `escalations`: ordered steps, run while the incident is unacknowledged."""
 
     model_config = _STRICT
 
     name: RuleName
-    steps: list[EscalationStepSpec] = Field(min_length=1)
+    steps: Annotated[list[EscalationStepSpec], AfterValidator(_check_steps)] = Field(min_length=1)
     repeat: int = Field(default=0, ge=0, le=100, strict=True)
     repeat_after: Duration = timedelta(minutes=30)
 
