@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,11 +55,21 @@ class DeliverySettings:
     timeout: timedelta = timedelta(seconds=15)
     concurrency: int = 10
     poll_interval: timedelta = timedelta(seconds=1)
+    batch: int = 200  # notifications claimed per round
 
     @property
     def lease(self) -> timedelta:
         """How long a claimed notification stays with its dispatcher before another may try."""
         return self.timeout * 2 + timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What one round's messages are built from, read in three statements."""
+
+    incidents: Mapping[int, Mapping[str, Any]]
+    members: Mapping[int, list[dict[str, Any]]]
+    external: Mapping[tuple[int, str], str]
 
 
 class Dispatcher:
@@ -128,14 +139,37 @@ class Dispatcher:
                 pass
 
     async def run_once(self) -> int:
-        """Deliver what is due now; returns how many notifications were attempted."""
+        """Deliver what is due now; returns how many notifications were attempted.
+
+        One round: claim up to `batch` notifications, load their incidents in a few statements,
+        send them (`concurrency` at a time), and record every outcome in one transaction."""
         now = self._clock.now()
-        limit = self._settings.concurrency
         async with self._engine.begin() as conn:
-            rows = await outbox.claim(conn, now, self._settings.lease, limit)
-        if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
+            rows = await outbox.claim(conn, now, self._settings.lease, self._settings.batch)
+        if not rows:
+            return 0
+        loaded = await self._load(rows)
+        gate = asyncio.Semaphore(self._settings.concurrency)
+        results = await asyncio.gather(*(self._deliver(row, loaded, gate) for row in rows))
+        counts: Counter[tuple[str, str]] = Counter()
+        woke = False
+        async with self._engine.begin() as conn:
+            for row, outcome, target in results:
+                label, fallback = await self._record(conn, row, outcome, target)
+                counts[row["channel"], label] += 1
+                woke = woke or fallback
+        self._observe(counts, results)
+        if woke:
+            self.wake()
         return len(rows)
+
+    async def _load(self, rows: list[dict[str, Any]]) -> _Loaded:
+        ids = [row["incident_id"] for row in rows]
+        async with self._engine.connect() as conn:
+            incidents = await reads.incidents_by_id(conn, ids)
+            members = await reads.members_of(conn, ids, MAX_ALERTS)
+            external = await outbox.external_ids(conn, ids)
+        return _Loaded(incidents, members, external)
 
     async def refresh_gauges(self) -> None:
         async with self._engine.connect() as conn:
@@ -148,20 +182,20 @@ class Dispatcher:
 
     # One notification
 
-    async def _deliver(self, row: Mapping[str, Any]) -> None:
+    async def _deliver(
+        self, row: dict[str, Any], loaded: _Loaded, gate: asyncio.Semaphore
+    ) -> tuple[dict[str, Any], Outcome, Target | None]:
         rules = self._rules()
         target = rules.target(row["target"])
         channel = self._channel(rules, row["target"])
         if target is None or isinstance(channel, str):
             why = channel if isinstance(channel, str) else "target is no longer configured"
-            await self._record(row, Rejected(why), None)
-            return
-        message = await self._message(row, target)
+            return row, Rejected(why), None
+        message = self._message(row, target, loaded)
         if message is None:
-            await self._record(row, Rejected("incident not found"), target)
-            return
-        outcome = await self._send(channel, message, row["channel"])
-        await self._record(row, outcome, target)
+            return row, Rejected("incident not found"), target
+        async with gate:
+            return row, await self._send(channel, message, row["channel"]), target
 
     async def _send(self, channel: Channel, message: Message, name: str) -> Outcome:
         timeout = self._settings.timeout.total_seconds()
@@ -196,17 +230,14 @@ class Dispatcher:
             return str(exc)
         return channels.make(target.channel, options, self._session)
 
-    async def _message(self, row: Mapping[str, Any], target: Target) -> Message | None:
-        async with self._engine.connect() as conn:
-            detail = await reads.get_incident(conn, row["incident_id"])
-            record = await outbox.target_record(conn, row["incident_id"], row["target"])
+    def _message(self, row: Mapping[str, Any], target: Target, loaded: _Loaded) -> Message | None:
+        detail = loaded.incidents.get(row["incident_id"])
         if detail is None:
             return None
-        detail.pop("timeline", None)
+        detail = dict(detail)
         detail["priority"] = detail.pop("priority_level")
-        alerts = detail.pop("alerts", [])[-MAX_ALERTS:]
         incident = orjson.loads(orjson.dumps(detail))
-        members = orjson.loads(orjson.dumps(alerts))
+        members = orjson.loads(orjson.dumps(loaded.members.get(row["incident_id"], [])))
         url = f"{self._public_url}/api/v1/incidents/{row['incident_id']}"
         transition = Transition(row["transition"])
         context = {
@@ -228,42 +259,47 @@ class Dispatcher:
             body=rendered.body,
             url=url,
             created_at=row["created_at"],
-            external_id=record["external_id"] if record else None,
+            external_id=loaded.external.get((row["incident_id"], row["target"])),
             reason=row["reason"],
         )
 
     async def _record(
-        self, row: Mapping[str, Any], outcome: Outcome, target: Target | None
-    ) -> None:
+        self, conn: Any, row: Mapping[str, Any], outcome: Outcome, target: Target | None
+    ) -> tuple[str, bool]:
+        """Store one outcome; returns the `outcome` metric label and whether a fallback
+        notification was queued."""
         now = self._clock.now()
-        m = self._metrics
-        name = row["channel"]
-        async with self._engine.begin() as conn:
-            if isinstance(outcome, Delivered):
-                await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now)
-                await self._note(conn, row, now, f"sent {row['transition']} to {row['target']}")
-                m.notifications.labels(name, "delivered").inc()
-                m.notification_latency.labels(name).observe(
-                    max((now - row["created_at"]).total_seconds(), 0.0)
-                )
-                return
-            if isinstance(outcome, Retry) and not self._exhausted(row, now):
-                await outbox.retry(conn, row, outcome.reason, now + self._delay(row, outcome))
-                m.notifications.labels(name, "retried").inc()
-                return
-            reason = outcome.reason
-            if isinstance(outcome, Retry):
-                reason = f"gave up after {row['attempts'] + 1} attempts: {reason}"
-            fallback = self._fallback(target)
-            await outbox.dead(conn, row, reason, fallback, now)
-            message = f"could not send {row['transition']} to {row['target']}: {reason}"
-            if fallback is not None:
-                message += f"; sent to {fallback[0]} instead"
-            await self._note(conn, row, now, message)
-            outcome_label = "rejected" if isinstance(outcome, Rejected) else "dead"
-            m.notifications.labels(name, outcome_label).inc()
+        if isinstance(outcome, Delivered):
+            await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now)
+            await self._note(conn, row, now, f"sent {row['transition']} to {row['target']}")
+            return "delivered", False
+        if isinstance(outcome, Retry) and not self._exhausted(row, now):
+            await outbox.retry(conn, row, outcome.reason, now + self._delay(row, outcome))
+            return "retried", False
+        reason = outcome.reason
+        if isinstance(outcome, Retry):
+            reason = f"gave up after {row['attempts'] + 1} attempts: {reason}"
+        fallback = self._fallback(target)
+        await outbox.dead(conn, row, reason, fallback, now)
+        message = f"could not send {row['transition']} to {row['target']}: {reason}"
         if fallback is not None:
-            self.wake()
+            message += f"; sent to {fallback[0]} instead"
+        await self._note(conn, row, now, message)
+        return ("rejected" if isinstance(outcome, Rejected) else "dead"), fallback is not None
+
+    def _observe(
+        self,
+        counts: Counter[tuple[str, str]],
+        results: list[tuple[dict[str, Any], Outcome, Target | None]],
+    ) -> None:
+        m = self._metrics
+        for (channel, label), count in counts.items():
+            m.notifications.labels(channel, label).inc(count)
+        now = self._clock.now()
+        for row, outcome, _ in results:
+            if isinstance(outcome, Delivered):
+                latency = max((now - row["created_at"]).total_seconds(), 0.0)
+                m.notification_latency.labels(row["channel"]).observe(latency)
 
     def _fallback(self, target: Target | None) -> tuple[str, str] | None:
         if target is None or target.fallback is None:

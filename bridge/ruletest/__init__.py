@@ -6,7 +6,8 @@ end. Each file runs on one `bridge.timeline.Timeline`: before a step, time advan
 (expiry, rechecks, missed heartbeats), then its windows are created and its events evaluated in
 order. No database, no network, no clock: a file gives the same result everywhere.
 
-`spec` is the format, `runner` runs files, `diff` compares what a step expects with the world.
+`spec` is the format, `runner` runs files, `diff` compares what a step expects with the world,
+`outbox` keeps the notifications the daemon would queue (when the rules have targets).
 """
 
 from bridge.ruletest.runner import FAILED, INVALID, OK, Runner

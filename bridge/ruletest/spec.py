@@ -112,7 +112,7 @@ def _notification(value: str) -> str:
     if not target or transition not in _TRANSITIONS:
         raise PydanticCustomError(
             "notification",
-            "expected 'target:transition', transition one of {choices}; got {value!r}",
+            "expected 'target:transition', transition one of {choices}; got '{value}'",
             {"choices": ", ".join(_TRANSITIONS), "value": value},
         )
     return value

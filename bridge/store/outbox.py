@@ -210,14 +210,15 @@ async def claim(
     return sorted(claimed, key=lambda row: row["id"])
 
 
-async def target_record(
-    conn: AsyncConnection, incident_id: int, target: str
-) -> dict[str, Any] | None:
-    query = select(incident_targets).where(
-        incident_targets.c.incident_id == incident_id, incident_targets.c.target == target
+async def external_ids(
+    conn: AsyncConnection, incident_ids: Collection[int]
+) -> dict[tuple[int, str], str]:
+    """(incident, target) -> the target's own id for the incident, where it gave one."""
+    t = incident_targets.c
+    query = select(t.incident_id, t.target, t.external_id).where(
+        t.incident_id.in_(sorted(set(incident_ids))), t.external_id.is_not(None)
     )
-    row = (await conn.execute(query)).first()
-    return dict(row._mapping) if row is not None else None
+    return {(r.incident_id, r.target): r.external_id for r in await conn.execute(query)}
 
 
 async def delivered(

@@ -173,3 +173,30 @@ async def counts(conn: AsyncConnection) -> dict[str, Any]:
         "alerts": alert_counts,
         "alerts_by_source": per_source,
     }
+
+
+async def incidents_by_id(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Incidents in the API's shape (no alerts, no timeline), for the outbox dispatcher."""
+    query = select(incidents).where(incidents.c.id.in_(sorted(set(ids))))
+    return {row.id: _incident_dict(row) for row in await conn.execute(query)}
+
+
+async def members_of(
+    conn: AsyncConnection, ids: list[int], most: int
+) -> dict[int, list[dict[str, Any]]]:
+    """Up to `most` member alerts of each incident (the latest to join), in one statement."""
+    links = incident_links.c
+    same_alert = and_(alerts.c.source == links.source, alerts.c.fingerprint == links.fingerprint)
+    query = (
+        select(links.incident_id.label("member_of"), alerts)
+        .join_from(incident_links, alerts, same_alert)
+        .where(links.incident_id.in_(sorted(set(ids))))
+        .order_by(links.id.desc())
+    )
+    found: dict[int, dict[tuple[str, str], dict[str, Any]]] = {}
+    for row in await conn.execute(query):
+        members = found.setdefault(row.member_of, {})
+        key = (row.source, row.fingerprint)
+        if key not in members and len(members) < most:
+            members[key] = _as_dict(row, _ALERT_FIELDS)
+    return {incident: list(reversed(m.values())) for incident, m in found.items()}
