@@ -183,9 +183,12 @@ def on_change(
             new_paging = start_paging(rules, after, routes, now)
         else:
             sends = {name: _told_sends(rules, routes_for(rules, after), name) for name in told_now}
-            notices.extend(_notify(after, sends, transition))
+            notices.extend(_notify(after, sends, transition, _generation(after, transition)))
             if new_paging is not None and new_paging.due_at is not None:
                 new_paging = stopped(new_paging)
+    if _unacknowledged(before, after) and new_paging is not None:
+        # Nobody works on it any more: escalation and repeats start again from now.
+        new_paging = start_paging(rules, after, _routes_named(rules, new_paging.routes), now)
     if _rerouted(before, after):
         assert before is not None
         fresh = _reroute(rules, before, after, told_now)
@@ -193,6 +196,37 @@ def on_change(
         if fresh and (new_paging is None or new_paging.due_at is None):
             new_paging = start_paging(rules, after, routes_for(rules, after), now)
     return Plan(tuple(notices), new_paging, tuple(decisions))
+
+
+def concerns(before: IncidentState | None, after: IncidentState) -> bool:
+    """Whether a change of an incident is any of routing's business: a transition people are
+    told, a priority change (re-routing), or an unacknowledge (timers start again)."""
+    return bool(
+        transitions(before, after)
+        or (before is not None and before.priority != after.priority)
+        or _unacknowledged(before, after)
+    )
+
+
+def _generation(incident: IncidentState, transition: Transition) -> str:
+    """Which occurrence: the reopen count, and for an acknowledgement also its time (an
+    incident acknowledged, unacknowledged and acknowledged again is told both times)."""
+    if transition is Transition.ACKNOWLEDGED and incident.acknowledged_at is not None:
+        return f"{incident.reopen_count}.{int(incident.acknowledged_at.timestamp())}"
+    return str(incident.reopen_count)
+
+
+def _unacknowledged(before: IncidentState | None, after: IncidentState) -> bool:
+    return (
+        before is not None
+        and before.status is IncidentStatus.ACKNOWLEDGED
+        and after.status is IncidentStatus.NEW
+        and before.reopen_count == after.reopen_count
+    )
+
+
+def _routes_named(rules: RuleSet, names: Collection[str]) -> tuple[Route, ...]:
+    return tuple(route for route in rules.routes if route.name in names)
 
 
 def _rerouted(before: IncidentState | None, after: IncidentState) -> bool:

@@ -55,7 +55,7 @@ async def plan_changes(
     changed = []
     for before, after in world.changed_incidents():
         after = _with_deadlines(before, after, policy, now, world)
-        if notify.transitions(before, after) or (before and before.priority != after.priority):
+        if notify.concerns(before, after):
             changed.append((before, after))
     if not changed or not rules.targets:
         return  # nobody to tell: no outbox rows, no timers

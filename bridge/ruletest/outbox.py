@@ -21,7 +21,7 @@ from datetime import datetime
 
 from rules.effects import Decision
 from rules.model import IncidentState, Transition
-from rules.notify import Notice, Paging, Plan, on_change, on_timer, transitions
+from rules.notify import Notice, Paging, Plan, concerns, on_change, on_timer, transitions
 from rules.ruleset import RuleSet
 from rules.world import World
 
@@ -73,7 +73,7 @@ class Outbox:
             was = before.get(after.id)
             if was == after:
                 continue
-            if transitions(was, after) or (was is not None and was.priority != after.priority):
+            if concerns(was, after):
                 told = self.told.get(after.id, set())
                 plan = on_change(self.rules, was, after, told, self.timers.get(after.id), now)
                 found.append(self._add(after.id, plan, now, transitions(was, after)))

@@ -327,7 +327,11 @@ def test_later_transitions_go_to_every_target_told(
 ) -> None:
     plan = on_change(rules, before, after, {"pager", "chat"}, None, at(200))
     assert told(plan.notices) == [("chat", transition), ("pager", transition)]
-    assert {n.generation for n in plan.notices} == {"0"}
+    # An acknowledgement's generation also carries its time: acknowledged again after an
+    # unacknowledge, it is told again.
+    acked = after.acknowledged_at
+    generation = f"0.{int(acked.timestamp())}" if transition is ACKNOWLEDGED and acked else "0"
+    assert {n.generation for n in plan.notices} == {generation}
 
 
 def test_whoever_was_paged_hears_the_resolve_after_the_labels_changed() -> None:
@@ -777,3 +781,27 @@ def test_repeat_decisions_name_only_the_routes_that_repeated() -> None:
     plan = on_timer(rules, OPEN, paging, {"chat", "mail"}, at_min(15))
     assert told(plan.notices) == [("chat", REPEAT)]
     assert plan.decisions == (("loud", "repeated"),)
+
+
+def test_an_incident_acknowledged_again_after_an_unacknowledge_is_told_again() -> None:
+    rules = rule_set(route("all", targets=("chat",)))
+    first = on_change(rules, OPEN, ACKED, {"chat"}, None, at(10))
+    back = evolve(ACKED, status=IncidentStatus.NEW, acknowledged_at=None)
+    again = evolve(ACKED, acknowledged_at=at(30))
+    second = on_change(rules, back, again, {"chat"}, None, at(30))
+    assert len(first.notices) == len(second.notices) == 1
+    assert first.notices[0].key != second.notices[0].key
+
+
+def test_an_unacknowledge_starts_the_escalation_again() -> None:
+    rules = rule_set(route("all", targets=("chat",), escalation="oncall"), escalations=[ONCALL])
+    paging = start_paging(rules, OPEN, rules.routes, T0)
+    acked = on_change(rules, OPEN, ACKED, {"chat"}, paging, at(5))
+    assert acked.paging is not None
+    assert acked.paging.due_at is None
+    back = evolve(ACKED, status=IncidentStatus.NEW, acknowledged_at=None)
+    restarted = on_change(rules, ACKED, back, {"chat"}, acked.paging, at(20))
+    assert restarted.notices == ()
+    assert restarted.paging is not None
+    assert restarted.paging.started_at == at(20)
+    assert restarted.paging.due_at is not None
