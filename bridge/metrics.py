@@ -160,7 +160,7 @@ class Metrics:
         )
         self.notifications = Counter(
             "bridge_notifications_total",
-            "Delivery attempts by channel and outcome (delivered, retried, rejected, dead, error).",
+            "Delivery attempts by channel and outcome (delivered, retried, rejected, dead).",
             ["channel", "outcome"],
             registry=r,
         )

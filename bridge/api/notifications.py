@@ -11,12 +11,15 @@ letters re-sent by hand, and the inbound endpoint an ITSM system calls when its 
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
+from pydantic import SecretStr
 
 from bridge.api.params import BadRequest, choice, json_object, record_id
 from bridge.api.responses import error_response, json_response
 from bridge.errors import Conflict, NotFound
-from bridge.notify import itsm, servicenow
+from bridge.notify import channels, itsm, servicenow
 from bridge.runtime import RUNTIME
 from bridge.store import outbox
 
@@ -84,6 +87,10 @@ async def servicenow_update(request: web.Request) -> web.Response:
     target = runtime.rules.target(name)
     if target is None or target.channel != "servicenow":
         raise NotFound(f"no ServiceNow target {name!r}")
+    options = channels.options(name, target.channel, target.options)
+    assert isinstance(options, servicenow.Options)
+    if not _token_matches(request, options.inbound_token):
+        return error_response(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
     try:
         body = await json_object(request)
     except BadRequest as exc:
@@ -95,6 +102,15 @@ async def servicenow_update(request: web.Request) -> web.Response:
     result = await itsm.apply(runtime, name, update, "inbound")
     status = 404 if result is itsm.Result.UNKNOWN else 200
     return json_response({"status": "ok" if status == 200 else "error", "result": result}, status)
+
+
+def _token_matches(request: web.Request, expected: SecretStr | None) -> bool:
+    if expected is None or not expected.get_secret_value():
+        return False
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    wanted = expected.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), wanted)
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,9 +9,11 @@ jitter or after the `Retry-After` the target asked for, or a dead letter after
 letter goes to the target's `fallback` if it has one. The writer wakes it after every commit
 that queued something; otherwise it looks every `notify_poll_interval`.
 
-Delivery is at least once: a crash after a target accepted and before the outcome was stored
-re-sends that one notification with the same idempotency key, which PagerDuty (`dedup_key`),
-ServiceNow (`correlation_id`) and webhook receivers (`Idempotency-Key`) use to drop the repeat.
+Each outcome is stored as soon as it is known. Delivery is at least once: a crash after a
+target accepted and before its outcome was stored re-sends that notification (at most
+`notify_concurrency` are in that window at a time) with the same idempotency key; webhook
+receivers drop the repeat by `Idempotency-Key`, PagerDuty folds it into the incident's alert
+(`dedup_key`), ServiceNow finds the ticket by `correlation_id` and adds a work note.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,6 +73,9 @@ class _Loaded:
     external: Mapping[tuple[int, str], str]
 
 
+_Settled = tuple[dict[str, Any], Outcome, Target | None, "asyncio.Future[None]"]
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -98,6 +102,10 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Outcomes waiting to be stored, and whether a `_settle` is storing them now.
+        self._outcomes: list[_Settled] = []
+        self._settling = False
         self._built_for: RuleSet | None = None
         self._channels: dict[str, Channel | str] = {}  # target -> channel, or why it has none
 
@@ -107,16 +115,26 @@ class Dispatcher:
         self._task = asyncio.create_task(self._loop(), name="bridge-dispatcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Let the round in progress finish (its sends and their outcomes: cancelled in the
+        middle, an accepted notification would be sent again after a restart), then stop;
+        a round that takes longer than one attempt's timeout is cancelled."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        grace = self._settings.timeout.total_seconds() + 5
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._task = None
 
     def wake(self) -> None:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             # Cleared before the round: a wake during it makes the wait below return at once.
             self._wake.clear()
             try:
@@ -130,7 +148,7 @@ class Dispatcher:
                 log.exception("dispatcher round failed")
                 self._metrics.internal_errors.labels("dispatcher").inc()
                 handled = 0
-            if handled:
+            if handled or self._stopping:
                 continue  # more may be due
             try:
                 wait = self._settings.poll_interval.total_seconds()
@@ -150,17 +168,7 @@ class Dispatcher:
             return 0
         loaded = await self._load(rows)
         gate = asyncio.Semaphore(self._settings.concurrency)
-        results = await asyncio.gather(*(self._deliver(row, loaded, gate) for row in rows))
-        counts: Counter[tuple[str, str]] = Counter()
-        woke = False
-        async with self._engine.begin() as conn:
-            for row, outcome, target in results:
-                label, fallback = await self._record(conn, row, outcome, target)
-                counts[row["channel"], label] += 1
-                woke = woke or fallback
-        self._observe(counts, results)
-        if woke:
-            self.wake()
+        await asyncio.gather(*(self._deliver(row, loaded, gate) for row in rows))
         return len(rows)
 
     async def _load(self, rows: list[dict[str, Any]]) -> _Loaded:
@@ -182,20 +190,59 @@ class Dispatcher:
 
     # One notification
 
-    async def _deliver(
-        self, row: dict[str, Any], loaded: _Loaded, gate: asyncio.Semaphore
-    ) -> tuple[dict[str, Any], Outcome, Target | None]:
+    async def _deliver(self, row: dict[str, Any], loaded: _Loaded, gate: asyncio.Semaphore) -> None:
         rules = self._rules()
         target = rules.target(row["target"])
         channel = self._channel(rules, row["target"])
         if target is None or isinstance(channel, str):
             why = channel if isinstance(channel, str) else "target is no longer configured"
-            return row, Rejected(why), None
+            await self._settle(row, Rejected(why), None)
+            return
         message = self._message(row, target, loaded)
         if message is None:
-            return row, Rejected("incident not found"), target
+            await self._settle(row, Rejected("incident not found"), target)
+            return
         async with gate:
-            return row, await self._send(channel, message, row["channel"]), target
+            outcome = await self._send(channel, message, row["channel"])
+            # Stored at once, not at the end of the round: after a crash only a notification
+            # whose outcome was in flight can be sent again.
+            await self._settle(row, outcome, target)
+
+    async def _settle(self, row: dict[str, Any], outcome: Outcome, target: Target | None) -> None:
+        """Store one outcome, together with the others that came in meanwhile (group commit:
+        one transaction for what finished while the previous one was being written)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((row, outcome, target, done))
+        if not self._settling:
+            self._settling = True
+            try:
+                while self._outcomes:
+                    batch, self._outcomes = self._outcomes, []
+                    await self._store(batch)
+            except BaseException as exc:
+                # Nobody stores the rest now: their senders learn it (the leases retry them).
+                waiting, self._outcomes = self._outcomes, []
+                _fail([*batch, *waiting], exc)
+                raise
+            finally:
+                self._settling = False
+        await done
+
+    async def _store(self, batch: list[_Settled]) -> None:
+        labels = []
+        async with self._engine.begin() as conn:
+            for row, outcome, target, _ in batch:
+                labels.append(await self._record(conn, row, outcome, target))
+        m = self._metrics
+        for (row, outcome, _, done), (label, fallback) in zip(batch, labels, strict=True):
+            m.notifications.labels(row["channel"], label).inc()
+            if isinstance(outcome, Delivered):
+                latency = max((self._clock.now() - row["created_at"]).total_seconds(), 0.0)
+                m.notification_latency.labels(row["channel"]).observe(latency)
+            if fallback:
+                self.wake()
+            if not done.done():
+                done.set_result(None)
 
     async def _send(self, channel: Channel, message: Message, name: str) -> Outcome:
         timeout = self._settings.timeout.total_seconds()
@@ -279,7 +326,7 @@ class Dispatcher:
         reason = outcome.reason
         if isinstance(outcome, Retry):
             reason = f"gave up after {row['attempts'] + 1} attempts: {reason}"
-        fallback = self._fallback(target)
+        fallback = self._fallback(row, target)
         await outbox.dead(conn, row, reason, fallback, now)
         message = f"could not send {row['transition']} to {row['target']}: {reason}"
         if fallback is not None:
@@ -287,22 +334,10 @@ class Dispatcher:
         await self._note(conn, row, now, message)
         return ("rejected" if isinstance(outcome, Rejected) else "dead"), fallback is not None
 
-    def _observe(
-        self,
-        counts: Counter[tuple[str, str]],
-        results: list[tuple[dict[str, Any], Outcome, Target | None]],
-    ) -> None:
-        m = self._metrics
-        for (channel, label), count in counts.items():
-            m.notifications.labels(channel, label).inc(count)
-        now = self._clock.now()
-        for row, outcome, _ in results:
-            if isinstance(outcome, Delivered):
-                latency = max((now - row["created_at"]).total_seconds(), 0.0)
-                m.notification_latency.labels(row["channel"]).observe(latency)
-
-    def _fallback(self, target: Target | None) -> tuple[str, str] | None:
-        if target is None or target.fallback is None:
+    def _fallback(self, row: Mapping[str, Any], target: Target | None) -> tuple[str, str] | None:
+        # A fallback's own failure goes no further: two targets that fall back to each other
+        # would otherwise pass a refused notification back and forth.
+        if target is None or target.fallback is None or row["fallback_of"] is not None:
             return None
         other = self._rules().target(target.fallback)
         return (other.name, other.channel) if other is not None else None
@@ -332,3 +367,13 @@ class Dispatcher:
             "source": "rule",
         }
         await conn.execute(timeline.insert(), [entry])
+
+
+def _fail(batch: list[_Settled], exc: BaseException) -> None:
+    for *_, done in batch:
+        if done.done():
+            continue
+        if isinstance(exc, Exception):
+            done.set_exception(exc)
+        else:
+            done.cancel()

@@ -1,5 +1,5 @@
 """HTTP delivery for the channels: one POST/PUT/PATCH with a deadline, and the outcome a
-status code means (2xx delivered; 408, 429 and 5xx retried, honouring `Retry-After`; any other
+status code means (2xx delivered; 408, 425, 429 and 5xx retried, honouring `Retry-After`; any other
 4xx rejected; timeouts and connection errors retried)."""
 
 from __future__ import annotations

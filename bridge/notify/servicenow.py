@@ -164,6 +164,9 @@ class Options(BaseModel):
     category: str = ""
     close_code: str = "Solution provided"
     timeout: float = Field(default=10.0, gt=0, le=120)
+    # The bearer token ServiceNow's business rule sends to the bridge's inbound endpoint
+    # (`POST /api/v1/itsm/servicenow/<target>`); unset: the endpoint refuses every call.
+    inbound_token: SecretStr | None = None
 
     @field_validator("instance_url")
     @classmethod

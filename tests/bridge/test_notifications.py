@@ -94,7 +94,12 @@ def notify_rules(url: str) -> dict[str, Any]:
             {
                 "name": "snow",
                 "channel": "servicenow",
-                "options": {"instance_url": url.rstrip("/"), "username": "u", "password": "p"},
+                "options": {
+                    "instance_url": url.rstrip("/"),
+                    "username": "u",
+                    "password": "p",
+                    "inbound_token": "sn-token",
+                },
             },
         ],
         "escalations": [
@@ -330,7 +335,10 @@ async def test_servicenow_changes_flow_back_inbound_and_by_polling(
     # In progress there -> acknowledged here, with the ITSM source; the ticket is not told.
     body = {"sys_id": sys_id, "number": ticket["number"], "correlation_id": correlation,
             "state": "2", "sys_updated_by": "carol"}  # fmt: skip
-    status, answer = await bridge.post_json("/api/v1/itsm/servicenow/snow", body)
+    for auth in ({}, {"Authorization": "Bearer wrong"}):
+        refused = await bridge.client.post("/api/v1/itsm/servicenow/snow", json=body, headers=auth)
+        assert refused.status == 401
+    status, answer = await itsm_call(bridge, body)
     assert (status, answer["result"]) == (200, "applied")
     incident_id = int(correlation.removeprefix("bridge-incident-"))
     detail = await bridge.get_json(f"/api/v1/incidents/{incident_id}")
@@ -347,12 +355,16 @@ async def test_servicenow_changes_flow_back_inbound_and_by_polling(
     detail = await bridge.get_json(f"/api/v1/incidents/{incident_id}")
     assert detail["status"] == "resolved"
     assert await jobs.poll_itsm(bridge.runtime) == 0  # nothing new
-    status, answer = await bridge.post_json(
-        "/api/v1/itsm/servicenow/snow", {**body, "correlation_id": "other", "sys_id": "nope"}
-    )
+    status, answer = await itsm_call(bridge, {**body, "correlation_id": "x", "sys_id": "nope"})
     assert (status, answer["result"]) == (404, "unknown")
-    status, _ = await bridge.post_json("/api/v1/itsm/servicenow/snow", {"state": []})
+    status, _ = await itsm_call(bridge, {"state": []})
     assert status == 422
+
+
+async def itsm_call(bridge: Bridge, body: dict[str, Any]) -> tuple[int, Any]:
+    headers = {"Authorization": "Bearer sn-token"}
+    response = await bridge.client.post("/api/v1/itsm/servicenow/snow", json=body, headers=headers)
+    return response.status, await response.json()
 
 
 async def _count_snow(script: Script, n: int) -> bool:
