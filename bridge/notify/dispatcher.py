@@ -45,6 +45,7 @@ from rules.ruleset import RuleSet, Target
 log = logging.getLogger(__name__)
 
 MAX_ALERTS = 50
+_SLOT_DEPTH = 4  # notifications claimed per delivery slot and round
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +57,18 @@ class DeliverySettings:
     timeout: timedelta = timedelta(seconds=15)
     concurrency: int = 10
     poll_interval: timedelta = timedelta(seconds=1)
-    batch: int = 200  # notifications claimed per round
+
+    @property
+    def batch(self) -> int:
+        """Notifications claimed per round: a few per delivery slot."""
+        return self.concurrency * _SLOT_DEPTH
 
     @property
     def lease(self) -> timedelta:
-        """How long a claimed notification stays with its dispatcher before another may try."""
-        return self.timeout * 2 + timedelta(seconds=5)
+        """How long a claimed notification stays with its dispatcher before another may try:
+        the longest a round can take (each slot's notifications one after the other) and some
+        margin, so that a second dispatcher never takes one this round will still send."""
+        return self.timeout * (_SLOT_DEPTH + 1) + timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
