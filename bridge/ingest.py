@@ -34,6 +34,7 @@ from bridge.notify.planner import Planned
 from bridge.store import outbox, repository, scans
 from bridge.store.failures import UNREACHABLE, Unreachable, describe, is_transient
 from rules import incidents as incident_stage
+from rules import notify as notify_stage
 from rules.dedup import DedupOutcome, expiry_event
 from rules.effects import Context, EngineSettings, Evaluation, apply
 from rules.evaluate import Lookups, Prepared, lookups, more_lookups, prepare, run
@@ -47,6 +48,7 @@ from rules.model import (
     IncidentState,
     IncidentStatus,
     TimelineSource,
+    Transition,
     evolve,
 )
 from rules.recheck import as_event, needs_recheck, recheck
@@ -88,6 +90,7 @@ class _Work:
     result: object = None
     error: Exception | None = None
     resolved_rule: str | None = None  # set when an operator resolved an incident
+    quiet: list[tuple[int, str, Transition]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -291,8 +294,7 @@ class Pipeline:
                 item.result = await planner.run_timers(conn, world, rules, now, planned)
             if item.sla:
                 item.result = await planner.check_sla(conn, world, rules, now, planned)
-            if item.action is not None and item.action.quiet_target is not None:
-                planned.quiet.add((item.action.incident_id, item.action.quiet_target))
+            planned.quiet.update(item.quiet)
         await planner.plan_changes(conn, world, rules, self._sla, now, planned)
         return planned
 
@@ -384,6 +386,12 @@ class Pipeline:
             item.error = Conflict(decided.value)
             return
         updated, entry = decided
+        if action.quiet_target is not None:
+            # Not sent back to the ticket it came from: only what this action itself did.
+            item.quiet = [
+                (incident.id, action.quiet_target, transition)
+                for transition in notify_stage.transitions(incident, updated)
+            ]
         if entry is not None:
             world.put_incident(updated)
             world.timeline.append(evolve(entry, source=action.source))

@@ -178,6 +178,7 @@ async def poll_itsm(runtime: Runtime) -> int:
 async def _poll_servicenow(runtime: Runtime, target: Target) -> int:
     async with runtime.engine.connect() as conn:
         tickets = await outbox.open_tickets(conn, target.name)
+        known = await outbox.ticket_states(conn, target.name)
     if not tickets:
         return 0
     options = channels.options(target.name, target.channel, target.options)
@@ -185,7 +186,10 @@ async def _poll_servicenow(runtime: Runtime, target: Target) -> int:
     found = await servicenow.poll(options, runtime.http, sorted(tickets))
     if not isinstance(found, list):
         raise PollError(f"{target.name}: {found.reason}")
-    results = [await itsm.apply(runtime, target.name, update, "poll") for update in found]
+    results = [
+        await itsm.apply(runtime, target.name, update, "poll", known.get(update.external_id))
+        for update in found
+    ]
     return sum(1 for result in results if result is itsm.Result.APPLIED)
 
 

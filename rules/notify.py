@@ -282,6 +282,14 @@ def _notify(
     return found
 
 
+def _restart(incident: IncidentState, paging: Paging) -> str:
+    """Timers started again after the incident opened (an unacknowledge, a re-route) run the
+    same steps again: their keys carry the restart's time, so the outbox takes them."""
+    if paging.started_at <= incident.opened_at:
+        return ""
+    return f"r{int(paging.started_at.timestamp())}."
+
+
 def start_paging(
     rules: RuleSet, incident: IncidentState, routes: Collection[Route], now: datetime
 ) -> Paging:
@@ -337,7 +345,7 @@ def _escalate(
     waited = step.after + policy.round_length * paging.round
     reason = f"not acknowledged after {format_duration(waited)}"
     sends = dict.fromkeys(step.targets, ALL_TRANSITIONS)
-    generation = f"{incident.reopen_count}.{paging.round}.{paging.step}"
+    generation = f"{incident.reopen_count}.{_restart(incident, paging)}{paging.round}.{paging.step}"
     notices = _notify(incident, sends, Transition.ESCALATED, generation, reason)
     following, round_ = paging.step + 1, paging.round
     if following >= len(policy.steps):
@@ -362,7 +370,7 @@ def _repeat(
         for name in route.targets:
             sends[name] = sends.get(name, frozenset()) | route.send
     count = paging.repeats + 1
-    generation = f"{incident.reopen_count}.{count}"
+    generation = f"{incident.reopen_count}.{_restart(incident, paging)}{count}"
     notices = _notify(incident, sends, Transition.REPEAT, generation, "still not acknowledged")
     interval = min(r.repeat_interval for r in routes if r.repeat_interval is not None)
     # Counted from when it was due, not when the job ran, so that repeats do not drift.

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from bridge.notify.base import Channel
+from bridge.notify.base import Channel, Transition
 from rules.ruleset import RuleSet
 
 MODULES = {
@@ -80,6 +80,16 @@ def options(
             for error in exc.errors()
         )
         raise TargetError(f"target {name!r} ({channel}): {problems}") from None
+
+
+def ticket_state(channel: str, transition: Transition) -> str | None:
+    """The state a delivered notification leaves the target's ticket in, for channels whose
+    tickets are read back (a channel module's optional `ticket_state`)."""
+    found = getattr(module(channel), "ticket_state", None)
+    if found is None:
+        return None
+    state: str | None = found(transition)
+    return state
 
 
 def make(channel: str, validated: BaseModel, session: aiohttp.ClientSession) -> Channel:

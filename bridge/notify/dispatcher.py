@@ -324,7 +324,8 @@ class Dispatcher:
         notification was queued."""
         now = self._clock.now()
         if isinstance(outcome, Delivered):
-            await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now)
+            state = channels.ticket_state(row["channel"], Transition(row["transition"]))
+            await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now, state)
             await self._note(conn, row, now, f"sent {row['transition']} to {row['target']}")
             return "delivered", False
         if isinstance(outcome, Retry) and not self._exhausted(row, now):
@@ -357,7 +358,8 @@ class Dispatcher:
         """Retry-After when the target gave one, else exponential backoff with equal jitter
         (half fixed, half random), so that retries of many notifications spread out."""
         if outcome.after is not None:
-            return min(timedelta(seconds=outcome.after), self._settings.max_age)
+            # Capped as a number first: a huge value would overflow timedelta.
+            return timedelta(seconds=min(outcome.after, self._settings.max_age.total_seconds()))
         base = self._settings.backoff.total_seconds() * 2 ** int(row["attempts"])
         capped = min(base, self._settings.backoff_max.total_seconds())
         return timedelta(seconds=capped / 2 + self._rng.uniform(0, capped / 2))

@@ -17,6 +17,7 @@ import orjson
 from bridge.notify.base import Delivered, Outcome, Rejected, Retry
 
 _RETRIED = frozenset({408, 425, 429})
+_MAX_RETRY_AFTER = 7 * 24 * 3600.0  # a week: longer is a misconfigured server, not a plan
 _EXCERPT = 300
 
 
@@ -89,7 +90,7 @@ def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> floa
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), _MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -44,8 +44,19 @@ async def incident_of(runtime: Runtime, target: str, update: ItsmUpdate) -> int 
     return None
 
 
-async def apply(runtime: Runtime, target: str, update: ItsmUpdate, via: str) -> Result:
-    result = await _apply(runtime, target, update)
+async def apply(
+    runtime: Runtime, target: str, update: ItsmUpdate, via: str, known: str | None = None
+) -> Result:
+    """Apply a ticket's state. A poll passes the state the bridge last knew for the ticket
+    (`known`): the same state again is no news (and must not undo a change the bridge made
+    that the ticket was not told about, such as an unacknowledge)."""
+    if via == "poll" and known == update.state:
+        result = Result.UNCHANGED
+    else:
+        result = await _apply(runtime, target, update)
+        if update.external_id and result is not Result.UNKNOWN:
+            async with runtime.engine.begin() as conn:
+                await outbox.set_ticket_state(conn, target, update.external_id, update.state)
     runtime.metrics.itsm_updates.labels(target, via, result).inc()
     return result
 

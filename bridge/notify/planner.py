@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.store import outbox, repository
 from rules import notify, sla
-from rules.model import IncidentState, TimelineEntry, TimelineKind, evolve
+from rules.model import IncidentState, TimelineEntry, TimelineKind, Transition, evolve
 from rules.notify import Notice, Paging
 from rules.ruleset import RuleSet
 from rules.world import World
@@ -31,7 +31,7 @@ class Planned:
     notices: list[Notice] = field(default_factory=list)
     pagings: dict[int, Paging] = field(default_factory=dict)
     # (incident id, target) pairs not to notify: the ITSM ticket a change came from.
-    quiet: set[tuple[int, str]] = field(default_factory=set)
+    quiet: set[tuple[int, str, Transition]] = field(default_factory=set)
     breaches: Counter[tuple[str, str]] = field(default_factory=Counter)  # (priority, kind)
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (route, decision)
     queued: list[outbox.Queued] = field(default_factory=list)
@@ -151,7 +151,7 @@ def stored(planned: Planned, ids: Mapping[int, int]) -> tuple[list[Notice], list
     notices = []
     for notice in planned.notices:
         real = evolve(notice, incident_id=ids.get(notice.incident_id, notice.incident_id))
-        if (real.incident_id, real.target) not in planned.quiet:
+        if (real.incident_id, real.target, real.transition) not in planned.quiet:
             notices.append(real)
     pagings = [
         evolve(timer, incident_id=ids.get(timer.incident_id, timer.incident_id))

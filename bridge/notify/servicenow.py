@@ -514,3 +514,17 @@ def _problems(exc: ValidationError) -> str:
         f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
         for error in exc.errors(include_url=False)
     )
+
+
+_SET_BY = {
+    Transition.OPENED: ItsmState.OPEN,
+    Transition.REOPENED: ItsmState.OPEN,
+    Transition.ACKNOWLEDGED: ItsmState.ACKNOWLEDGED,
+    Transition.RESOLVED: ItsmState.RESOLVED,
+}
+
+
+def ticket_state(transition: Transition) -> ItsmState | None:
+    """The ticket state a delivered notification leaves behind (what `send` sets), so that
+    polling tells a change made in ServiceNow from the bridge's own."""
+    return _SET_BY.get(transition)

@@ -227,6 +227,7 @@ async def delivered(
     external_id: str | None,
     detail: str,
     now: datetime,
+    external_state: str | None = None,
 ) -> None:
     await conn.execute(
         update(notifications)
@@ -236,6 +237,8 @@ async def delivered(
     values: dict[str, Any] = {"last_transition": row["transition"], "last_sent_at": now}
     if external_id is not None:
         values["external_id"] = external_id
+    if external_state is not None:
+        values["external_state"] = external_state
     await conn.execute(
         update(incident_targets)
         .where(
@@ -393,3 +396,23 @@ async def open_tickets(conn: AsyncConnection, target: str) -> dict[str, int]:
         )
     )
     return {row.external_id: row.incident_id for row in await conn.execute(query)}
+
+
+async def ticket_states(conn: AsyncConnection, target: str) -> dict[str, str | None]:
+    """External id -> the ticket state the bridge last knew, for the target's tickets."""
+    t = incident_targets.c
+    query = select(t.external_id, t.external_state).where(
+        t.target == target, t.external_id.is_not(None)
+    )
+    return {row.external_id: row.external_state for row in await conn.execute(query)}
+
+
+async def set_ticket_state(
+    conn: AsyncConnection, target: str, external_id: str, state: str
+) -> None:
+    t = incident_targets.c
+    await conn.execute(
+        update(incident_targets)
+        .where(t.target == target, t.external_id == external_id)
+        .values(external_state=state)
+    )

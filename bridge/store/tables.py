@@ -252,6 +252,9 @@ incident_targets = Table(
     Column("target", String(200), primary_key=True),
     Column("channel", String(32), nullable=False),
     Column("external_id", Text),
+    # The ticket's state as the bridge last knew it (`bridge.notify.base.ItsmState`): what it
+    # set by a notification or last read back.
+    Column("external_state", String(16)),
     Column("last_transition", String(16)),
     Column("told_at", Timestamp, nullable=False),
     Column("last_sent_at", Timestamp),
