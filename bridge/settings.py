@@ -212,6 +212,35 @@ class Settings(BaseSettings):
         description="How often ServiceNow tickets of open incidents are read back (state "
         "changes made there flow into the bridge); 0 turns polling off.",
     )
+    retain_resolved_alerts: Duration = Field(
+        timedelta(days=30),
+        description="Resolved alerts no incident still needs are deleted this long after they "
+        "resolved (0: kept for ever).",
+    )
+    retain_closed_incidents: Duration = Field(
+        timedelta(days=180),
+        description="Closed incidents (with their timeline, member list and notifications) are "
+        "deleted this long after they closed (0: kept for ever).",
+    )
+    retain_notifications: Duration = Field(
+        timedelta(days=30),
+        description="Delivered notifications are deleted this long after they were sent; dead "
+        "letters stay until re-sent or their incident goes (0: kept for ever).",
+    )
+    retain_events: Duration = Field(
+        timedelta(days=14),
+        description="Rows of the raw event log are deleted this long after they were received "
+        "(0: kept for ever).",
+    )
+    retention_interval: Duration = Field(
+        timedelta(hours=1), description="How often the retention job runs."
+    )
+    retention_batch: int = Field(
+        1000,
+        ge=1,
+        description="Rows deleted per statement by the retention job (small batches never hold "
+        "the write lock long enough to slow ingest).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
