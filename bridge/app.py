@@ -15,6 +15,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from bridge import jobs
 from bridge.api import (
+    auth,
     incidents,
     maintenance,
     middleware,
@@ -105,6 +106,8 @@ def load_config(settings: Settings) -> Config:
 async def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """Load rules, migrate the schema, and wire the HTTP app; the writer starts with the app."""
     config = load_config(settings)
+    policy = auth.Policy.from_settings(settings)
+    open_to_anybody = check_posture(settings, policy, [*auth.BUILT_IN_SOURCES, *config.mappings])
     # `*_created` series double the exposition and no alerting rule uses them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = Metrics(version())
@@ -155,7 +158,12 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
             metrics.incidents.labels(state).set(count)
         runtime.set_api_windows(await admin.list_windows(conn, include_deleted=False))
 
-    app = web.Application(middlewares=[middleware.errors], client_max_size=settings.max_body_bytes)
+    runtime.open_to_anybody = open_to_anybody
+    refused = metrics.requests_rejected
+    guard = auth.middleware(policy, lambda source: refused.labels(source, "unauthorized").inc())
+    app = web.Application(
+        middlewares=[middleware.errors, guard], client_max_size=settings.max_body_bytes
+    )
     app[RUNTIME] = runtime
     webhooks.add_routes(app)
     incidents.add_routes(app)
@@ -165,6 +173,30 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     status.add_routes(app)
     app.cleanup_ctx.append(_background)
     return app
+
+
+def check_posture(settings: Settings, policy: auth.Policy, sources: list[str]) -> list[str]:
+    """The sources (and `api`) that answer anybody. Bound to loopback that is the default;
+    bound to any other address it is refused unless `allow_unauthenticated` is set (then
+    warned about here and shown in the status API)."""
+    found = auth.unguarded(policy, sources)
+    if not found or auth.is_loopback(settings.host):
+        return found
+    if not settings.allow_unauthenticated:
+        raise ConfigError(
+            [
+                f"bound to {settings.host}, but these accept requests from anybody: "
+                f"{', '.join(found)}. Set BRIDGE_INBOUND_TOKENS (or BRIDGE_INBOUND_BASIC, "
+                "BRIDGE_GENERIC_HMAC_SECRETS) for every source and BRIDGE_API_WRITE_TOKENS, "
+                "or BRIDGE_ALLOW_UNAUTHENTICATED=true"
+            ]
+        )
+    log.warning(
+        "bound to %s with no authentication for %s (BRIDGE_ALLOW_UNAUTHENTICATED=true)",
+        settings.host,
+        ", ".join(found),
+    )
+    return found
 
 
 def sla_policy(settings: Settings) -> SlaPolicy:

@@ -57,6 +57,8 @@ class Runtime:
     api_windows: tuple[MaintenanceWindow, ...] = ()
     rules_loaded_at: datetime | None = None
     reload_errors: list[str] = field(default_factory=list)
+    # Sources (and `api`) that accept requests without credentials.
+    open_to_anybody: list[str] = field(default_factory=list)
     reload_failed_at: datetime | None = None
     # Set by the composition root: validate the rule files again and swap them in; returns
     # the errors (nothing changed) or an empty list.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rules.duration import format_duration, parse_duration
@@ -38,6 +38,13 @@ def _zone(value: object) -> ZoneInfo:
 ZoneName = Annotated[ZoneInfo, BeforeValidator(_zone), PlainSerializer(str, return_type=str)]
 
 DEFAULT_PORT = 9470
+
+
+class BasicCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    username: str = Field(min_length=1, pattern="^[^:]*$")
+    password: SecretStr
 
 
 def _sla_targets(value: object) -> dict[str, timedelta]:
@@ -102,6 +109,35 @@ class Settings(BaseSettings):
     zabbix_timezone: ZoneName = Field(
         ZoneInfo("UTC"),
         description="Time zone of the Zabbix server, whose event dates and times carry none.",
+    )
+    inbound_tokens: dict[str, list[SecretStr]] = Field(
+        {},
+        description="Bearer tokens senders must present, per source (`alertmanager`, "
+        "`prometheus`, `nagios`, `zabbix`, a generic mapping's name, or `*` for every source); "
+        "several per source for rotation. JSON in the environment.",
+    )
+    inbound_basic: dict[str, BasicCredentials] = Field(
+        {},
+        description="HTTP basic credentials per source (`{username, password}`), instead of or "
+        "besides tokens.",
+    )
+    generic_hmac_secrets: dict[str, SecretStr] = Field(
+        {},
+        description="HMAC-SHA256 keys per generic webhook mapping: requests signed with "
+        "`X-Bridge-Timestamp` and `X-Bridge-Signature` are accepted.",
+    )
+    api_read_tokens: list[SecretStr] = Field(
+        [], description="Bearer tokens for the read API (GET: incidents, alerts, status, ...)."
+    )
+    api_write_tokens: list[SecretStr] = Field(
+        [],
+        description="Bearer tokens for the whole API: reads and actions (acknowledge, resolve, "
+        "maintenance windows, problem edits, re-sends, reload).",
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Start although bound to a non-loopback address with a source or the API "
+        "open to anybody (warned at start and shown in the status API).",
     )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."

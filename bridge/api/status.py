@@ -55,6 +55,12 @@ async def status(request: web.Request) -> web.Response:
                 else None,
             },
             "maintenance_windows": len(runtime.api_windows) + len(rules.maintenance),
+            "auth": {
+                "open_to_anybody": runtime.open_to_anybody,
+                "warning": "BRIDGE_ALLOW_UNAUTHENTICATED is set"
+                if runtime.settings.allow_unauthenticated and runtime.open_to_anybody
+                else None,
+            },
             "notifications": {
                 "targets": {t.name: t.channel for t in rules.targets},
                 "routes": [route.name for route in rules.routes],

@@ -167,12 +167,18 @@ class Peers:
         self.stack.snapshots["bridge alerts"] = snapshot_of(f"{api.url}/api/v1/alerts")
         return bridge
 
-    def start_alertmanager(self, bridge: Service) -> Service:
+    def start_alertmanager(self, bridge: Service, token: str | None = None) -> Service:
         """Alertmanager whose only receiver is the bridge, configured from the shipped snippet
-        with test timings (flush a new group after 1s, send changes every 1s)."""
+        with test timings (flush a new group after 1s, send changes every 1s); with `token`,
+        its webhook sends it as bearer token (`http_config.authorization`)."""
         binary = require_binary("prometheus-alertmanager", "alertmanager", install=INSTALL)
         config = from_snippet(ALERTMANAGER_SNIPPET, bridge)
         config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+        if token is not None:
+            token_file = self.stack.directory / "bridge-token"
+            token_file.write_text(token)
+            for webhook in config["receivers"][0]["webhook_configs"]:
+                webhook["http_config"] = {"authorization": {"credentials_file": str(token_file)}}
         path = self.stack.directory / "alertmanager.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         storage = self.stack.directory / "alertmanager-data"

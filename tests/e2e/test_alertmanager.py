@@ -54,8 +54,9 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     directory = tmp_path_factory.mktemp("alertmanager-pipeline")
     with SwitchExporter() as exporter, open_peers(directory, request.config) as peers:
-        bridge = peers.start_bridge()
-        alertmanager = peers.start_alertmanager(bridge)
+        # The bridge wants a token from Alertmanager, which sends it through `http_config`.
+        bridge = peers.start_bridge(BRIDGE_INBOUND_TOKENS='{"alertmanager": ["e2e-am-token"]}')
+        alertmanager = peers.start_alertmanager(bridge, token="e2e-am-token")
         prometheus = peers.start_prometheus(exporter, alerting_to(alertmanager))
         yield Pipeline(
             exporter,
