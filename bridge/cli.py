@@ -1,6 +1,6 @@
-"""`bridge run | check-config | db upgrade | version`, and the offline tools `bridge rules check |
-rules test` and `bridge replay`, which need no database and no network (the HTTP app and the
-store are imported only by the commands that use them)."""
+"""`bridge run | check-config | db upgrade | db backup | version`, and the offline tools
+`bridge rules check | rules test` and `bridge replay`, which need no database and no network
+(the HTTP app and the store are imported only by the commands that use them)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 import re
+import shlex
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="serve the HTTP API and process alerts")
     commands.add_parser("check-config", help="validate settings and rule files")
     db = commands.add_parser("db", help="database maintenance")
-    db.add_argument("db_command", choices=["upgrade"], help="upgrade: apply migrations")
+    tools = db.add_subparsers(dest="db_command", required=True)
+    tools.add_parser("upgrade", help="create the schema or apply new migrations")
+    backup = tools.add_parser(
+        "backup", help="copy the SQLite database to FILE, safely while the daemon runs"
+    )
+    backup.add_argument("file", type=Path, metavar="FILE", help="the copy to write (replaced)")
     commands.add_parser("version", help="print the version")
     _offline_parsers(commands)
     return parser
@@ -172,15 +179,93 @@ def _replay(args: argparse.Namespace) -> int:
     return replay(args.dir, rules, engine, decoder, args.source)
 
 
+def _backup(settings: Settings, target: Path) -> int:
+    """`bridge db backup FILE`: SQLite only; for PostgreSQL, says what `pg_dump` to run."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() != "sqlite":
+        print(_pg_dump_advice(settings.effective_database_url, target), file=sys.stderr)
+        return 2
+    source = Path(url.database or "")
+    if not url.database or url.database == ":memory:" or not source.is_file():
+        print(f"bridge db backup: no SQLite database at {source}", file=sys.stderr)
+        return 1
+    if target.resolve() == source.resolve():
+        print("bridge db backup: FILE is the database itself", file=sys.stderr)
+        return 1
+    try:
+        _copy_sqlite(source, target)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"bridge db backup: {source} -> {target}: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {source} to {target} ({target.stat().st_size} bytes)")
+    return 0
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """SQLite's online backup API, all pages in one step: one consistent snapshot taken as a
+    WAL reader (the running daemon keeps writing meanwhile, and its writes cannot restart the
+    copy), written next to `target` and renamed over it only once it passed `quick_check`."""
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
+        try:
+            dst = sqlite3.connect(partial)
+            try:
+                src.backup(dst)
+                # One self-contained file (the copy has the source's WAL mode otherwise); the
+                # daemon turns WAL on again when it opens a restored copy.
+                dst.execute("PRAGMA journal_mode=DELETE")
+                check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"the copy failed its check: {check}")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _pg_dump_advice(database_url: str, target: Path) -> str:
+    """What to run instead for PostgreSQL: `pg_dump` for the configured URL, without its
+    password."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    command = ["pg_dump", "--format=custom", f"--file={target}"]
+    if url.host:
+        command.append(f"--host={url.host}")
+    if url.port:
+        command.append(f"--port={url.port}")
+    if url.username:
+        command.append(f"--username={url.username}")
+    command.append(url.database or "")
+    return (
+        f"bridge db backup copies SQLite databases only; this one is {url.get_backend_name()}. "
+        "Back it up with pg_dump (give the password in PGPASSWORD or ~/.pgpass; restore with "
+        f"pg_restore, see docs/operations.md):\n  {shlex.join(command)}"
+    )
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.db_command == "backup":
+        return _backup(settings, args.file)
+    asyncio.run(_upgrade(settings))
+    print("database schema is up to date")
+    return 0
+
+
 def _daemon(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if args.command == "run":
         return _run(settings)
     if args.command == "check-config":
         return _check(settings)
-    asyncio.run(_upgrade(settings))
-    print("database schema is up to date")
-    return 0
+    return _db(args, settings)
 
 
 def _version() -> int:

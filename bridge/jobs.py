@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bridge.ingest import OperatorAction
 from bridge.notify import channels, itsm, servicenow
 from bridge.runtime import JobHealth, Runtime
-from bridge.store import admin, outbox, repository, scans
+from bridge.store import admin, outbox, repository, retention, scans
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
@@ -254,6 +254,28 @@ async def _zabbix_call(runtime: Runtime, method: str, params: dict[str, Any]) ->
     return answer
 
 
+async def apply_retention(runtime: Runtime) -> int:
+    """Delete what the `retain_*` settings let go, in batches of `retention_batch` rows (one
+    short transaction each, so ingest never waits long); returns the rows deleted."""
+    settings = runtime.settings
+    policy = retention.Policy(
+        resolved_alerts=settings.retain_resolved_alerts,
+        closed_incidents=settings.retain_closed_incidents,
+        notifications=settings.retain_notifications,
+        events=settings.retain_events,
+        batch=settings.retention_batch,
+    )
+    deleted = runtime.metrics.retention_deleted
+    for kind in retention.Kind:
+        deleted.labels(kind.value)  # every kind shows, at 0 until something goes
+
+    def counted(kind: retention.Kind, rows: int) -> None:
+        deleted.labels(kind.value).inc(rows)
+
+    totals = await retention.apply(runtime.engine, policy, runtime.clock.now(), counted)
+    return sum(totals.values())
+
+
 Job = Callable[[Runtime], Awaitable[object]]
 
 
@@ -292,6 +314,8 @@ def schedule(runtime: Runtime) -> AsyncIOScheduler:
         ("run_escalations", run_escalations, settings.escalation_check_interval),
         ("check_sla", check_sla, settings.sla_check_interval),
     ]
+    if settings.retention_interval:
+        jobs.append(("apply_retention", apply_retention, settings.retention_interval))
     if settings.itsm_poll_interval:
         jobs.append(("poll_itsm", poll_itsm, settings.itsm_poll_interval))
     if settings.nagios_status_file is not None:

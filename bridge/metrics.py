@@ -150,6 +150,7 @@ class Metrics:
             registry=r,
         )
         self._notify_metrics(r)
+        self._retention_metrics(r)
 
     def _notify_metrics(self, r: CollectorRegistry) -> None:
         self.notifications_queued = Counter(
@@ -197,5 +198,13 @@ class Metrics:
             "Ticket changes read back from ITSM systems, by target, how they came (inbound, "
             "poll) and what they did (applied, unchanged, unknown, refused).",
             ["target", "via", "result"],
+            registry=r,
+        )
+
+    def _retention_metrics(self, r: CollectorRegistry) -> None:
+        self.retention_deleted = Counter(
+            "bridge_retention_deleted_total",
+            "Rows the retention job deleted, by kind (incidents, alerts, notifications, events).",
+            ["kind"],
             registry=r,
         )

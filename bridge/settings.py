@@ -269,7 +269,7 @@ class Settings(BaseSettings):
         "(0: kept for ever).",
     )
     retention_interval: Duration = Field(
-        timedelta(hours=1), description="How often the retention job runs."
+        timedelta(hours=1), description="How often the retention job runs (0: never)."
     )
     retention_batch: int = Field(
         1000,
