@@ -24,6 +24,7 @@ from bridge.api import (
     status,
     webhooks,
 )
+from bridge.api.limits import Limits, RateLimiter
 from bridge.clock import Clock, SystemClock
 from bridge.errors import ConfigError
 from bridge.ingest import Pipeline
@@ -159,6 +160,10 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
         runtime.set_api_windows(await admin.list_windows(conn, include_deleted=False))
 
     runtime.open_to_anybody = open_to_anybody
+    runtime.limits = Limits(
+        settings.max_batch_items, settings.max_labels, settings.max_label_length
+    )
+    runtime.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit * 2)
     refused = metrics.requests_rejected
     guard = auth.middleware(policy, lambda source: refused.labels(source, "unauthorized").inc())
     app = web.Application(

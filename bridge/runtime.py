@@ -12,6 +12,7 @@ from aiohttp import ClientSession, web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge.api.limits import Limits, RateLimiter
 from bridge.clock import Clock
 from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
@@ -57,6 +58,8 @@ class Runtime:
     api_windows: tuple[MaintenanceWindow, ...] = ()
     rules_loaded_at: datetime | None = None
     reload_errors: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=lambda: Limits(10_000, 128, 4096))
+    rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0.0, 0.0))
     # Sources (and `api`) that accept requests without credentials.
     open_to_anybody: list[str] = field(default_factory=list)
     reload_failed_at: datetime | None = None

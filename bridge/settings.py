@@ -139,6 +139,23 @@ class Settings(BaseSettings):
         description="Start although bound to a non-loopback address with a source or the API "
         "open to anybody (warned at start and shown in the status API).",
     )
+    max_batch_items: int = Field(
+        10_000, ge=1, description="Most items (alerts) one request may carry (413 beyond)."
+    )
+    max_labels: int = Field(
+        128, ge=1, description="Most labels one alert may have (the alert is refused beyond)."
+    )
+    max_label_length: int = Field(
+        4096,
+        ge=16,
+        description="Longest label name or value, in characters (the alert is refused beyond).",
+    )
+    rate_limit: float = Field(
+        50_000.0,
+        ge=0,
+        description="Items per second each source may send, in bursts of up to twice that; "
+        "beyond it 429 with `Retry-After` (0: no limit).",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )

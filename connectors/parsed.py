@@ -17,6 +17,10 @@ class RejectReason(enum.StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     STORE_UNAVAILABLE = "store_unavailable"
+    TOO_MANY_ITEMS = "too_many_items"
+    LABEL_LIMIT = "label_limit"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHORIZED = "unauthorized"
 
 
 @dataclass(frozen=True, slots=True)

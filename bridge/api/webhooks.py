@@ -7,12 +7,14 @@ rejected ones), 4xx when the whole body is unusable (a retry would not help), 50
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import orjson
 from aiohttp import web
 
+from bridge.api import limits
 from bridge.api.responses import error_response, json_response, store_unavailable
 from bridge.errors import NotFound, StoreUnavailable
 from bridge.runtime import RUNTIME, Runtime
@@ -98,11 +100,23 @@ async def ingest(request: web.Request, source: str, parse: Parser) -> web.Respon
         return error_response(
             422, str(exc), reason=reject.reason.value, rejected=[reject.as_dict()]
         )
+    if limits.too_many(parsed, runtime.limits):
+        most = runtime.limits.max_batch_items
+        too_big = _refuse(runtime, source, RejectReason.TOO_MANY_ITEMS, 413, f"over {most} items")
+        return too_big.response
+    parsed = limits.within_label_limits(parsed, runtime.limits)
     rejected = [r.as_dict() for r in parsed.rejects]
     _count(runtime, source, parsed)
     if not parsed.events and parsed.rejects:
         runtime.metrics.requests_rejected.labels(source, RejectReason.INVALID_BODY.value).inc()
         return error_response(422, "no valid item in the body", rejected=rejected)
+    wait = runtime.rate_limiter.take(source, len(parsed.events))
+    if wait is not None:
+        runtime.metrics.requests_rejected.labels(source, RejectReason.RATE_LIMITED.value).inc()
+        message = f"over {runtime.rate_limiter.rate:g} items per second for {source}"
+        return error_response(
+            429, message, limits.retry_after_header(wait), reason=RejectReason.RATE_LIMITED.value
+        )
     try:
         await runtime.pipeline.submit(parsed.events)
     except StoreUnavailable:
@@ -123,10 +137,9 @@ async def ingest(request: web.Request, source: str, parse: Parser) -> web.Respon
 def _count(runtime: Runtime, source: str, parsed: Parsed) -> None:
     if parsed.truncated:
         runtime.metrics.alerts_truncated.labels(source).inc(parsed.truncated)
-    if parsed.rejects:
-        runtime.metrics.events_rejected.labels(source, RejectReason.INVALID_ITEM.value).inc(
-            len(parsed.rejects)
-        )
+    reasons = Counter(reject.reason for reject in parsed.rejects)
+    for reason, count in reasons.items():
+        runtime.metrics.events_rejected.labels(source, reason.value).inc(count)
 
 
 async def _generic(request: web.Request) -> web.Response:
