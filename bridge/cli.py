@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import sqlite3
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,8 +86,19 @@ def _run(settings: Settings) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=10,
+        ssl_context=tls_context(settings),
     )
     return 0
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """HTTPS from `tls_cert_file` and `tls_key_file` (TLS 1.2 or later); None: plain HTTP."""
+    if settings.tls_cert_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 def _check(settings: Settings) -> int:

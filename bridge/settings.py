@@ -134,6 +134,13 @@ class Settings(BaseSettings):
         description="Bearer tokens for the whole API: reads and actions (acknowledge, resolve, "
         "maintenance windows, problem edits, re-sends, reload).",
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) to serve HTTPS with; empty: plain HTTP.",
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of `tls_cert_file` (empty: the key is in that file)."
+    )
     allow_unauthenticated: bool = Field(
         False,
         description="Start although bound to a non-loopback address with a source or the API "
