@@ -59,6 +59,9 @@ from rules.world import AlertKey, World
 
 log = logging.getLogger(__name__)
 
+# Times a batch is evaluated again after losing an insert race to another writer.
+_RACE_RETRIES = 3
+
 
 @dataclass(frozen=True, slots=True)
 class OperatorAction:
@@ -192,15 +195,21 @@ class Pipeline:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[_Work], size: int) -> None:
+    async def _commit(self, batch: list[_Work], size: int, races: int = 0) -> None:
         started = time.perf_counter()
         now = self._clock.now()
         try:
             world, evaluations, planned = await self._attempt(batch, now)
         except SQLAlchemyError as exc:
+            self._metrics.database_errors.labels("commit").inc()
+            if isinstance(exc, IntegrityError) and races < _RACE_RETRIES:
+                # Another writer on the same database (a replica) inserted the same incident or
+                # problem first: evaluate again on what it stored.
+                log.info("commit lost a race with another writer, retrying: %s", describe(exc))
+                await self._commit(batch, size, races + 1)
+                return
             # Not the database being away: something in the batch does not fit. Commit the
             # requests one by one, so only the one at fault fails and the others are stored.
-            self._metrics.database_errors.labels("commit").inc()
             if len(batch) > 1:
                 for item in batch:
                     await self._commit([item], item.size)
@@ -235,6 +244,8 @@ class Pipeline:
     async def _attempt(
         self, batch: list[_Work], now: datetime
     ) -> tuple[World, list[Evaluation], Planned]:
+        for item in batch:  # a retried batch starts afresh
+            item.result, item.error, item.resolved_rule, item.quiet = None, None, None, []
         try:
             connection = await self._engine.connect()
         except (TimeoutError, SQLAlchemyError, OSError) as exc:

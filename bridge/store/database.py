@@ -62,9 +62,19 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+# PostgreSQL advisory lock key ("bridge migrations"): replicas that start together migrate one
+# after the other; the second finds the schema current.
+MIGRATION_LOCK = 0x6272_6964_6765_01
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Create or migrate the schema to the newest revision."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Transaction-level: released with the migration's commit (or rollback).
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
 
 
