@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bridge.ingest import OperatorAction
 from bridge.notify import channels, itsm, servicenow
 from bridge.runtime import JobHealth, Runtime
-from bridge.store import admin, outbox, repository, retention, scans
+from bridge.store import admin, database, outbox, repository, retention, scans
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
@@ -279,10 +279,26 @@ async def apply_retention(runtime: Runtime) -> int:
 Job = Callable[[Runtime], Awaitable[object]]
 
 
+# Jobs that refresh this process's own state run on every replica; the others (pollers,
+# expiry, escalation, SLA, retention...) run on one replica at a time (a PostgreSQL advisory
+# lock per job; skipped runs are counted as `skipped`).
+_EVERY_REPLICA = frozenset({"refresh_windows"})
+
+
 def guarded(name: str, job: Job, runtime: Runtime) -> Callable[[], Awaitable[None]]:
     health = runtime.jobs.setdefault(name, JobHealth())
 
     async def run() -> None:
+        if name in _EVERY_REPLICA:
+            await attempt()
+            return
+        async with database.exclusive(runtime.engine, f"job:{name}") as mine:
+            if not mine:  # another replica runs it right now
+                runtime.metrics.job_runs.labels(name, "skipped").inc()
+                return
+            await attempt()
+
+    async def attempt() -> None:
         started = time.perf_counter()
         health.runs += 1
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +93,22 @@ async def schema_is_current(engine: AsyncEngine) -> bool:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+@contextlib.asynccontextmanager
+async def exclusive(engine: AsyncEngine, name: str) -> AsyncIterator[bool]:
+    """Whether this process may do the work `name` now: on PostgreSQL, only the replica that
+    holds the session advisory lock of `name` (held until the block ends); SQLite has a single
+    node."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(f"bridge:{name}".encode()).digest()[:8], "big", signed=True)
+    async with engine.connect() as connection:
+        got = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+        try:
+            yield got
+        finally:
+            if got:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await connection.commit()

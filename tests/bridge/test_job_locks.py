@@ -1,0 +1,41 @@
+"""Scheduled jobs run on one replica at a time: on PostgreSQL a job whose advisory lock another
+replica holds is skipped (and counted); SQLite is a single node and always runs it."""
+
+from __future__ import annotations
+
+from bridge import jobs
+from bridge.store import database
+from tests.bridge.conftest import Bridge
+
+
+async def test_a_job_held_by_another_replica_is_skipped(bridge: Bridge) -> None:
+    runtime = bridge.runtime
+    calls: list[str] = []
+
+    async def job(_: object) -> int:
+        calls.append("ran")
+        return 0
+
+    # Another engine on the same database stands for the other replica.
+    other = database.create_engine(runtime.settings.effective_database_url)
+    try:
+        async with database.exclusive(other, "job:probe") as theirs:
+            assert theirs
+            await jobs.guarded("probe", job, runtime)()
+        await jobs.guarded("probe", job, runtime)()
+    finally:
+        await other.dispose()
+    postgres = runtime.engine.dialect.name == "postgresql"
+    assert calls == (["ran"] if postgres else ["ran", "ran"])
+    metrics = await (await bridge.client.get("/metrics")).text()
+    skipped = 'bridge_job_runs_total{job="probe",result="skipped"} 1.0'
+    assert (skipped in metrics) is postgres
+    assert 'bridge_job_runs_total{job="probe",result="success"}' in metrics
+
+
+async def test_the_lock_is_released_when_the_job_ends(bridge: Bridge) -> None:
+    engine = bridge.runtime.engine
+    async with database.exclusive(engine, "job:x") as first:
+        assert first
+    async with database.exclusive(engine, "job:x") as again:
+        assert again
