@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
@@ -168,3 +169,26 @@ class _PgError(Exception):
 )
 def test_only_outages_count_as_transient(error: SQLAlchemyError, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_locked_sqlite_file_gives_503_and_recovers_when_released(
+    bridge: Bridge,
+) -> None:
+    name = "am-01-firing-bridge-critical-hostdown-1alerts.json"
+    body: dict[str, Any] = json.loads((CAPTURED / "alertmanager" / name).read_text())
+    path = bridge.runtime.engine.url.database
+    assert path
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")  # another process holding the database
+    try:
+        response = await bridge.client.post("/api/v1/webhooks/alertmanager", json=body)
+        assert response.status == 503  # after the busy timeout, not a hang and not a 500
+        assert int(response.headers["Retry-After"]) >= 1
+        assert (await bridge.client.get("/-/healthy")).status == 200
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    status, _ = await bridge.post_json("/api/v1/webhooks/alertmanager", body)
+    assert status == 200
+    assert len((await bridge.get_json("/api/v1/incidents"))["incidents"]) == 1
