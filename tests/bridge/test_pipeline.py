@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -192,3 +193,47 @@ async def test_a_locked_sqlite_file_gives_503_and_recovers_when_released(
     status, _ = await bridge.post_json("/api/v1/webhooks/alertmanager", body)
     assert status == 200
     assert len((await bridge.get_json("/api/v1/incidents"))["incidents"]) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_outage_under_load_loses_nothing_acknowledged(bridge: Bridge) -> None:
+    """Senders keep posting while PostgreSQL refuses connections: they get 503 (never a 500),
+    the daemon stays up, and once the database is back every alert that got a 2xx is stored."""
+    database_name = bridge.runtime.engine.url.database
+    assert database_name
+    acknowledged: list[str] = []
+    statuses: list[int] = []
+
+    async def send() -> None:
+        for n in range(10_000):
+            names = [f"Load{n}-{i}" for i in range(5)]
+            body = [{"labels": {"alertname": a, "instance": "h:1"}} for a in names]
+            response = await bridge.client.post("/api/v2/alerts", json=body)
+            statuses.append(response.status)
+            if response.status == 200:
+                acknowledged.extend(names)
+            if len(acknowledged) >= 200 and statuses.count(503) >= 3 and statuses[-1] == 200:
+                return
+
+    async def until(check: Callable[[], bool], what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not check():
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.01)
+
+    sender = asyncio.create_task(send())
+    await until(lambda: len(acknowledged) >= 50, "stored before the outage")
+    await _allow_connections(database_name, False)
+    try:
+        await until(lambda: statuses.count(503) >= 3, "503 during the outage")
+        assert (await bridge.client.get("/-/ready")).status == 503
+        assert (await bridge.client.get("/-/healthy")).status == 200
+    finally:
+        await _allow_connections(database_name, True)
+    await asyncio.wait_for(sender, 60)
+    assert set(statuses) <= {200, 503}, statuses
+    assert (await bridge.client.get("/-/ready")).status == 200
+    stored = (await bridge.get_json("/api/v1/alerts?limit=1000"))["alerts"]
+    names = {a["labels"]["alertname"] for a in stored}
+    assert set(acknowledged) <= names
