@@ -42,7 +42,7 @@ from connectors.labels import (
     severity_of,
     with_host,
 )
-from connectors.parsed import BodyError, Parsed, Reject, RejectReason
+from connectors.parsed import BodyError, Parsed, Reject, RejectReason, require_unicode
 from rules.model import AlertStatus, Event
 
 SOURCE = "alertmanager"
@@ -125,6 +125,7 @@ def _notification(body: object) -> WebhookNotification:
     if not isinstance(body, dict):
         message = f"must be a JSON object (a webhook notification), got {json_type(body)}"
         raise BodyError(Reject(None, BODY_FIELD, message, RejectReason.INVALID_BODY))
+    require_unicode(body)
     try:
         return WebhookNotification.model_validate(body)
     except ValidationError as exc:

@@ -50,7 +50,7 @@ from connectors.labels import (
     label_set_fingerprint,
     severity_of,
 )
-from connectors.parsed import BodyError, Parsed, Reject, RejectReason
+from connectors.parsed import BodyError, Parsed, Reject, RejectReason, require_unicode
 from rules.loader import RULE_SUFFIXES
 from rules.model import AlertStatus, Event, Severity
 from rules.yamlsource import Loc, YamlSource, describe_error, parse_yaml
@@ -238,11 +238,15 @@ def _scalar_text(path: JsonPath, value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool | int | float):
-        return orjson.dumps(value).decode()
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:  # an integer past 64 bits, which orjson never decodes
+            raise _ItemError(path, "number out of range (more than 64 bits)") from None
     raise _ItemError(path, f"must be a string, number or boolean, got {json_type(value)}")
 
 
 def parse(mapping: Mapping, name: str, body: object, now: datetime) -> Parsed:
+    require_unicode(body)
     items, prefix = _items(mapping, body)
     events: list[Event] = []
     rejects: list[Reject] = []
@@ -406,8 +410,9 @@ def _time(path: JsonPath | None, item: _Item) -> datetime | None:
 
 
 def _epoch(path: JsonPath, value: float) -> datetime:
-    seconds = value / 1000 if abs(value) >= _EPOCH_MILLIS_FROM else value
     try:
+        # An integer past 64 bits (only decoders other than orjson make one) overflows here too.
+        seconds = value / 1000 if abs(value) >= _EPOCH_MILLIS_FROM else value
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise _ItemError(path, f"epoch time {value} is out of range") from None

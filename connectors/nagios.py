@@ -89,7 +89,7 @@ import orjson
 
 from connectors.alertmanager import json_type
 from connectors.labels import label_name
-from connectors.parsed import BodyError, Parsed, Reject, RejectReason
+from connectors.parsed import BodyError, Parsed, Reject, RejectReason, require_unicode
 from rules.model import AlertStatus, Event, EventKind, Severity
 
 SOURCE = "nagios"
@@ -132,6 +132,7 @@ _RESOLVING_END = frozenset({"DOWNTIMEEND", "DOWNTIMECANCELLED", "FLAPPINGSTOP", 
 ANNOTATION_VARIABLES = {"runbook": "runbook_url", "runbook_url": "runbook_url"}
 _ESCAPE = re.compile(r"\\(\\|n)")
 _PREFIXES = {"host": "HOST", "service": "SERVICE"}
+_MAX_DURATION_DIGITS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,7 @@ def validate(body: object) -> Notification:
     """The body as a `Notification`, or a `BodyError` naming the first bad field."""
     if not isinstance(body, dict):
         _fail(BODY_FIELD, f"must be a JSON object (a Nagios notification), got {json_type(body)}")
+    require_unicode(body)
     for key, value in body.items():
         if not isinstance(value, str):
             _fail(str(key), f"must be a string, got {json_type(value)}")
@@ -317,7 +319,8 @@ def _unescape(text: str) -> str:
 
 def _start_time(n: Notification, now: datetime) -> datetime:
     seconds = n.own("DURATIONSEC")
-    if seconds.isascii() and seconds.isdigit():
+    # Ten digits are 300 years: more cannot be a duration, and would overflow the date.
+    if seconds.isascii() and seconds.isdigit() and len(seconds) <= _MAX_DURATION_DIGITS:
         return now - timedelta(seconds=int(seconds))
     return now
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import orjson
+
 from rules.model import Event
 
 
@@ -42,6 +44,47 @@ class BodyError(Exception):
     def __init__(self, reject: Reject) -> None:
         super().__init__(f"{reject.field}: {reject.message}")
         self.reject = reject
+
+
+def require_unicode(body: object) -> None:
+    """A `BodyError` naming a string (key or value) in a decoded body that is not
+    Unicode text: a lone surrogate such as `"\\ud800"`, which orjson (the daemon's decoder)
+    refuses but the standard library's `json` lets through. Such text cannot be encoded as
+    UTF-8, so no fingerprint, digest or stored row could be made of it.
+
+    The usual body costs one `orjson.dumps`; only when that fails is the body walked.
+    """
+    try:
+        orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        path = _surrogate_path(body)
+        if path is not None:
+            message = "holds a lone surrogate: not valid Unicode text"
+            raise BodyError(Reject(None, path, message, RejectReason.INVALID_BODY)) from None
+
+
+def _surrogate_path(body: object) -> str | None:
+    stack: list[tuple[str, object]] = [("body", body)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str) and not _encodable(node):
+            return path
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(key, str) and not _encodable(key):
+                    return path
+                stack.append((f"{path}.{key[:40]}", child))
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{index}]", child) for index, child in enumerate(node))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from connectors.labels import (
     severity_of,
     with_host,
 )
-from connectors.parsed import BodyError, Parsed, Reject, RejectReason
+from connectors.parsed import BodyError, Parsed, Reject, RejectReason, require_unicode
 from rules.model import AlertStatus, Event
 
 SOURCE = "prometheus"
@@ -77,6 +77,7 @@ def parse(body: object, now: datetime, resolve_timeout: timedelta) -> Parsed:
     if not isinstance(body, list):
         message = f"must be a JSON array of alerts, got {json_type(body)}"
         raise BodyError(Reject(None, BODY_FIELD, message, RejectReason.INVALID_BODY))
+    require_unicode(body)
     events: list[Event] = []
     rejects: list[Reject] = []
     for index, item in enumerate(body):

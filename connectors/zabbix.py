@@ -79,7 +79,7 @@ import orjson
 
 from connectors.alertmanager import json_type
 from connectors.labels import label_name
-from connectors.parsed import BodyError, Parsed, Reject, RejectReason
+from connectors.parsed import BodyError, Parsed, Reject, RejectReason, require_unicode
 from rules.model import AlertStatus, Event, EventKind, Severity
 
 SOURCE = "zabbix"
@@ -163,6 +163,7 @@ def validate(body: object, server_tz: tzinfo = UTC) -> Message:
         _fail(
             BODY_FIELD, f"must be a JSON object (a Zabbix webhook message), got {json_type(body)}"
         )
+    require_unicode(body)
     for key, value in body.items():
         if key not in TAG_KEYS and not isinstance(value, str):
             _fail(str(key), f"must be a string, got {json_type(value)}")
@@ -201,10 +202,12 @@ def _check_values(values: Mapping[str, str], server_tz: tzinfo) -> None:
 def _local_time(values: Mapping[str, str], prefix: str, server_tz: tzinfo) -> datetime:
     date, time = values.get(f"{prefix}_date", ""), values.get(f"{prefix}_time", "")
     try:
-        return datetime.strptime(f"{date} {time}", _DATE_FORMAT).replace(tzinfo=server_tz)
-    except ValueError:
+        local = datetime.strptime(f"{date} {time}", _DATE_FORMAT).replace(tzinfo=server_tz)
+        local.astimezone(UTC)  # near year 1 or 9999 a zone's offset can leave the calendar
+    except (ValueError, OverflowError):
         shown = _shown(f"{date} {time}")
         _fail(f"{prefix}_date", f"with {prefix}_time must be like 2026.11.23 19:46:28, got {shown}")
+    return local
 
 
 def _tags(body: Mapping[str, object]) -> list[tuple[str, str]]:

@@ -50,7 +50,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from connectors.alertmanager import json_type, reject_from_error
-from connectors.parsed import BodyError, Parsed, Reject, RejectReason
+from connectors.parsed import BodyError, Parsed, Reject, RejectReason, require_unicode
 from connectors.zabbix import (
     SEVERITIES,
     SOURCE,
@@ -67,8 +67,11 @@ JSONRPC_VERSION = "2.0"
 UNAUTHENTICATED_METHODS = frozenset({"apiinfo.version", "user.login"})
 NO_EVENT = "0"
 
-# Zabbix ids, clocks and nanoseconds: strings of digits.
+# Zabbix ids, clocks and nanoseconds: strings of digits. A clock has at most 10 digits (Unix
+# seconds up to the year 2286) and nanoseconds 9: longer ones would overflow the date.
 Digits = Annotated[str, StringConstraints(pattern=r"^\d+$")]
+Clock = Annotated[str, StringConstraints(pattern=r"^\d{1,10}$")]
+Nanos = Annotated[str, StringConstraints(pattern=r"^\d{1,9}$")]
 ZabbixSeverity = Literal["0", "1", "2", "3", "4", "5"]
 
 
@@ -101,8 +104,8 @@ class ZabbixEvent(_Wire):
 
     eventid: Digits
     objectid: Digits
-    clock: Digits
-    ns: Digits = "0"
+    clock: Clock
+    ns: Nanos = "0"
     r_eventid: Digits = NO_EVENT
     name: str
     severity: ZabbixSeverity
@@ -112,8 +115,8 @@ class ZabbixEvent(_Wire):
 
 
 class Problem(ZabbixEvent):
-    r_clock: Digits = "0"
-    r_ns: Digits = "0"
+    r_clock: Clock = "0"
+    r_ns: Nanos = "0"
 
 
 class EventGetItem(ZabbixEvent):
@@ -221,6 +224,7 @@ def trigger_index(triggers: object) -> dict[str, Trigger]:
 
 
 def _result(response: object, field: str) -> list[Any]:
+    require_unicode(response)
     error = api_error(response)
     if error is not None or not isinstance(response, dict):
         raise BodyError(Reject(None, field, str(error), RejectReason.INVALID_BODY))

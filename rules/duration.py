@@ -13,6 +13,13 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 
 
 def parse_duration(value: object) -> timedelta:
+    try:
+        return _parse(value)
+    except OverflowError:  # past timedelta's 999999999 days
+        raise ValueError("duration out of range: at most 999999999 days") from None
+
+
+def _parse(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):

@@ -16,7 +16,7 @@ import hmac
 from aiohttp import web
 from pydantic import SecretStr
 
-from bridge.api.params import BadRequest, choice, json_object, record_id
+from bridge.api.params import BadRequest, choice, integer, json_object, record_id
 from bridge.api.responses import error_response, json_response
 from bridge.errors import Conflict, NotFound
 from bridge.notify import channels, itsm, servicenow
@@ -28,7 +28,7 @@ _STATUSES = {outbox.PENDING, outbox.SENT, outbox.DEAD}
 
 def _limit(request: web.Request) -> int:
     try:
-        limit = int(request.query.get("limit", "100"))
+        limit = integer(request.query.get("limit", "100"))
     except ValueError:
         raise BadRequest("limit must be a whole number") from None
     if not 1 <= limit <= 1000:
@@ -41,7 +41,7 @@ def _incident_filter(request: web.Request) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        return integer(value)
     except ValueError:
         raise BadRequest("incident_id must be a whole number") from None
 

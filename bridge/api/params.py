@@ -11,16 +11,27 @@ from aiohttp import web
 from bridge.errors import NotFound
 
 MAX_LIMIT = 1000
+# The largest whole number the databases store (SQLite INTEGER, PostgreSQL BIGINT): an id or
+# offset past it would make the query fail, not just find nothing.
+MAX_INTEGER = 2**63 - 1
 
 
 class BadRequest(Exception):
     """A query parameter or body field is invalid; the message says which and why."""
 
 
+def integer(text: str) -> int:
+    """`text` as a whole number a query can take; ValueError when it is none or too big."""
+    number = int(text)
+    if abs(number) > MAX_INTEGER:
+        raise ValueError(f"{number} is out of range")
+    return number
+
+
 def paging(request: web.Request) -> tuple[int, int]:
     try:
-        limit = int(request.query.get("limit", "100"))
-        offset = int(request.query.get("offset", "0"))
+        limit = integer(request.query.get("limit", "100"))
+        offset = integer(request.query.get("offset", "0"))
     except ValueError:
         raise BadRequest("limit and offset must be whole numbers") from None
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
@@ -37,7 +48,7 @@ def choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
 
 def record_id(request: web.Request, name: str, what: str) -> int:
     try:
-        return int(request.match_info[name])
+        return integer(request.match_info[name])
     except ValueError:
         raise NotFound(f"{what} {request.match_info[name]!r} not found") from None
 
