@@ -49,12 +49,26 @@ def within_label_limits(parsed: Parsed, limits: Limits) -> Parsed:
 
 
 def _label_problem(event: Event, limits: Limits) -> str | None:
+    if any("\x00" in text for text in _texts(event)):
+        return "contains a NUL character, which the database cannot store"
     if len(event.labels) > limits.max_labels:
         return f"{len(event.labels)} labels, at most {limits.max_labels} allowed"
     for name, value in event.labels.items():
         if len(name) > limits.max_label_length or len(value) > limits.max_label_length:
             return f"label {name[:64]!r} longer than {limits.max_label_length} characters"
     return None
+
+
+def _texts(event: Event) -> list[str]:
+    return [
+        *event.labels.keys(),
+        *event.labels.values(),
+        *event.annotations.values(),
+        event.fingerprint,
+        event.generator_url,
+        event.actor,
+        event.message,
+    ]
 
 
 @dataclass

@@ -68,6 +68,8 @@ def text(body: dict[str, Any], name: str, *, required: bool = False, limit: int 
     value = body.get(name, "")
     if not isinstance(value, str):
         raise BadRequest(f"{name}: must be a string")
+    if "\x00" in value:
+        raise BadRequest(f"{name}: must not contain a NUL character")
     if required and not value.strip():
         raise BadRequest(f"{name}: required")
     return value.strip()[:limit]

@@ -86,3 +86,17 @@ async def test_a_source_over_its_rate_gets_429_with_retry_after(bridge: Bridge) 
     )
     stored = {a["labels"]["alertname"] for a in (await bridge.get_json("/api/v1/alerts"))["alerts"]}
     assert stored == {"R1", "R2", "R3"}
+
+
+async def test_an_alert_with_a_nul_character_is_refused_alone(bridge: Bridge) -> None:
+    # PostgreSQL cannot store NUL in text: without this the whole batch failed with a 500.
+    status, answer = await bridge.post_json(
+        "/api/v2/alerts", [alert("Fine"), alert("Nul", team="a\x00b")]
+    )
+    assert status == 200, answer
+    assert answer["accepted"] == 1
+    assert "NUL" in answer["rejected"][0]["message"]
+    window = {"name": "w", "matchers": ['host="a"'], "created_by": "a\x00", "reason": "x",
+              "start": "2026-11-23T00:00:00Z", "end": "2026-11-24T00:00:00Z"}  # fmt: skip
+    status, answer = await bridge.post_json("/api/v1/maintenance", window)
+    assert status == 422, answer
