@@ -5,6 +5,7 @@ status code means (2xx delivered; 408, 425, 429 and 5xx retried, honouring `Retr
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from pydantic import SecretStr
 
 from bridge.notify.base import Delivered, Outcome, Rejected, Retry
 
@@ -98,3 +100,29 @@ def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def filled(secret: SecretStr | None) -> bool:
+    return secret is not None and bool(secret.get_secret_value())
+
+
+def sign_in_problem(user: str, password: SecretStr | None, token: SecretStr | None) -> str | None:
+    """What is wrong with a channel's credentials: basic auth (user and password) or a bearer
+    token, exactly one way; None when they are right."""
+    basic = bool(user) or filled(password)
+    if basic and filled(token):
+        return "not both"
+    if basic and not (user and filled(password)):
+        return "basic auth needs both"
+    if not basic and not filled(token):
+        return "none given"
+    return None
+
+
+def authorization(user: str, password: SecretStr | None, token: SecretStr | None) -> str:
+    """The `Authorization` header: the bearer token, else basic auth (RFC 7617). Built here
+    rather than with `aiohttp.BasicAuth`, which aiohttp 3.14 deprecates."""
+    if token is not None and token.get_secret_value():
+        return f"Bearer {token.get_secret_value()}"
+    secret = password.get_secret_value() if password else ""
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()

@@ -34,7 +34,6 @@ duplicate is easy to find (`text ~ "bridge-incident-42"`) and close.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -44,7 +43,8 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bridge.notify.base import Delivered, Message, Outcome, Rejected, Retry, Transition
-from bridge.notify.http import Reply, classify, request
+from bridge.notify.http import Reply, classify, request, sign_in_problem
+from bridge.notify.http import authorization as authorization_header
 
 API = "/rest/servicedeskapi"
 SUMMARY_MAX = 255
@@ -81,27 +81,21 @@ class Options(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> Self:
-        basic = bool(self.email) or _filled(self.api_token)
-        if basic and _filled(self.token):
-            raise ValueError("give either email and api_token, or token, not both")
-        if basic and not (self.email and _filled(self.api_token)):
-            raise ValueError("basic auth needs both email and api_token")
-        if not basic and not _filled(self.token):
-            raise ValueError("give email and api_token (Cloud), or token (Data Center PAT)")
+        problem = sign_in_problem(self.email, self.api_token, self.token)
+        messages = {
+            "not both": "give either email and api_token, or token, not both",
+            "basic auth needs both": "basic auth needs both email and api_token",
+            "none given": "give email and api_token (Cloud), or token (Data Center PAT)",
+        }
+        if problem is not None:
+            raise ValueError(messages[problem])
         return self
-
-
-def _filled(secret: SecretStr | None) -> bool:
-    return secret is not None and bool(secret.get_secret_value())
 
 
 def authorization(options: Options) -> str:
     """The `Authorization` header: the bearer token, else basic auth with email and API token
     (built here: `aiohttp.BasicAuth` is deprecated since aiohttp 3.14)."""
-    if options.token is not None and options.token.get_secret_value():
-        return f"Bearer {options.token.get_secret_value()}"
-    secret = options.api_token.get_secret_value() if options.api_token else ""
-    return "Basic " + base64.b64encode(f"{options.email}:{secret}".encode()).decode()
+    return authorization_header(options.email, options.api_token, options.token)
 
 
 @dataclass(frozen=True, slots=True)

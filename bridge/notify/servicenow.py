@@ -78,7 +78,6 @@ through the ECC queue so a slow bridge never delays the person saving the form:
 
 from __future__ import annotations
 
-import base64
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,7 +106,8 @@ from bridge.notify.base import (
     Retry,
     Transition,
 )
-from bridge.notify.http import Reply, classify, request
+from bridge.notify.http import Reply, classify, request, sign_in_problem
+from bridge.notify.http import authorization as authorization_header
 
 TABLE = "/api/now/table/incident"
 CORRELATION_DISPLAY = "alert-bridge"
@@ -179,27 +179,21 @@ class Options(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> Self:
-        basic = bool(self.username) or _filled(self.password)
-        if basic and _filled(self.token):
-            raise ValueError("give either username and password, or token, not both")
-        if basic and not (self.username and _filled(self.password)):
-            raise ValueError("basic auth needs both username and password")
-        if not basic and not _filled(self.token):
-            raise ValueError("give username and password, or token (OAuth bearer)")
+        problem = sign_in_problem(self.username, self.password, self.token)
+        messages = {
+            "not both": "give either username and password, or token, not both",
+            "basic auth needs both": "basic auth needs both username and password",
+            "none given": "give username and password, or token (OAuth bearer)",
+        }
+        if problem is not None:
+            raise ValueError(messages[problem])
         return self
-
-
-def _filled(secret: SecretStr | None) -> bool:
-    return secret is not None and bool(secret.get_secret_value())
 
 
 def authorization(options: Options) -> str:
     """The `Authorization` header: the bearer token, else basic auth (RFC 7617). Built here
     rather than with `aiohttp.BasicAuth`, which aiohttp 3.14 deprecates."""
-    if options.token is not None and options.token.get_secret_value():
-        return f"Bearer {options.token.get_secret_value()}"
-    password = options.password.get_secret_value() if options.password else ""
-    return "Basic " + base64.b64encode(f"{options.username}:{password}".encode()).decode()
+    return authorization_header(options.username, options.password, options.token)
 
 
 @dataclass(frozen=True, slots=True)
