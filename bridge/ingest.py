@@ -31,7 +31,7 @@ from bridge.errors import Conflict, NotFound, StoreRefused, StoreUnavailable
 from bridge.metrics import Metrics
 from bridge.notify import planner
 from bridge.notify.planner import Planned
-from bridge.store import outbox, repository, scans
+from bridge.store import database, outbox, repository, scans
 from bridge.store.failures import UNREACHABLE, Unreachable, describe, is_transient
 from rules import incidents as incident_stage
 from rules import notify as notify_stage
@@ -252,6 +252,7 @@ class Pipeline:
             raise Unreachable(exc) from exc  # whatever stops a connection, waiting may help
         try:
             async with connection.begin():
+                await database.write_lock(connection)
                 return await self._transaction(connection, batch, now)
         except SQLAlchemyError as exc:
             if is_transient(exc):

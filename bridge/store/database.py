@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -79,6 +79,24 @@ async def upgrade(engine: AsyncEngine) -> None:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
             )
         await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+
+
+# PostgreSQL advisory lock key ("bridge writer"): see `write_lock`.
+WRITER_LOCK = 0x6272_6964_6765_02
+
+
+async def write_lock(conn: AsyncConnection) -> None:
+    """Make the transaction just begun on `conn` the only one changing alerts and incidents
+    until it ends: call it before the transaction's first statement. The writer's batches (on
+    every replica) and retention's batches take it, so what a batch read is what it changes:
+    no lost update, no row deleted between the read and the write. SQLite: `BEGIN IMMEDIATE`
+    (the database's one write lock, taken before the reads). PostgreSQL: a transaction-level
+    advisory lock (released by the commit or rollback); other transactions (API reads, the
+    dispatcher's outbox rows) do not wait for it."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITER_LOCK})
+    else:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def schema_is_current(engine: AsyncEngine) -> bool:

@@ -2,9 +2,11 @@
 
 The writer queues notifications (`write`) in the transaction of the incident change that caused
 them; the dispatcher claims due ones (`claim`), and records each outcome (`delivered`,
-`retry`, `dead`). A claim moves `next_attempt_at` forward by a lease in one conditional
-UPDATE, so a notification is handed to one dispatcher at a time, and one whose dispatcher died
-mid-attempt is tried again when the lease ends.
+`retry`, `dead`). A claim selects due rows `FOR UPDATE SKIP LOCKED` (PostgreSQL: dispatchers
+of several replicas claim disjoint rows without waiting for each other) and moves their
+`next_attempt_at` forward by a lease in a conditional UPDATE of the same transaction, so a
+notification is handed to one dispatcher at a time, and one whose dispatcher died mid-attempt
+is tried again when the lease ends.
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ async def claim(
         .where(n.status == PENDING, n.next_attempt_at <= now, n.id.in_(first))
         .order_by(n.next_attempt_at, n.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer at a time
     )
     ids = list((await conn.execute(candidates)).scalars())
     if not ids:

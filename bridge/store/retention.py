@@ -4,8 +4,10 @@ Input: a `Policy` (the settings; a zero duration keeps that kind for ever) and t
 Output: rows deleted per `Kind`, also reported after each committed batch (the job feeds
 `bridge_retention_deleted_total{kind}` with them). Each batch is its own short transaction of
 at most `batch` rows of its kind, so the writer (and SQLite's one write lock) waits for one
-batch at most, never for a whole run. Each DELETE repeats the conditions that chose its rows,
-so a row the writer changed meanwhile (an alert that fired again) is not deleted.
+batch at most, never for a whole run. Each batch takes the writers' lock (`database.write_lock`)
+and repeats, in its DELETE, the conditions that chose its rows: a batch never deletes an alert
+or incident between a writer's read of it and its write (on any replica), and an alert that
+fired again meanwhile is not deleted.
 
 What goes, and when:
 - closed incidents, `retain_closed_incidents` after they closed, with their timeline, member
@@ -30,6 +32,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, Table, and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bridge.store.database import write_lock
 from bridge.store.outbox import SENT
 from bridge.store.tables import (
     alerts,
@@ -117,6 +120,7 @@ async def _delete_batches(
     page = select(table.c.id).where(condition).order_by(table.c.id).limit(size)
     while True:
         async with engine.begin() as conn:
+            await write_lock(conn)
             statement = delete(table).where(table.c.id.in_(page.scalar_subquery()), condition)
             deleted: int = (await conn.execute(statement)).rowcount
         count(kind, deleted)
@@ -138,6 +142,7 @@ async def _closed_incidents(
     old = and_(i.status == IncidentStatus.CLOSED, i.closed_at <= now - policy.closed_incidents)
     while True:
         async with engine.begin() as conn:
+            await write_lock(conn)
             ids = await _ids(conn, select(i.id).where(old).order_by(i.id).limit(size))
             if not ids:
                 return
@@ -185,6 +190,7 @@ async def _resolved_alerts(
     after = 0
     while True:
         async with engine.begin() as conn:
+            await write_lock(conn)
             ids = await _ids(conn, select(a.id).where(old, a.id > after).order_by(a.id).limit(size))
             if not ids:
                 return
