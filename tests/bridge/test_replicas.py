@@ -1,7 +1,8 @@
 """Two `bridge run` processes on one PostgreSQL database, sent the same alerts at the same time
 (as an Alertmanager HA pair does) and load-balanced: exactly one incident per key, every request
-answered 2xx (a replica that loses an insert race evaluates again on the winner's rows), and
-exactly one notification per target and transition although both dispatchers deliver.
+answered 2xx (the replicas' writer batches take turns under the writers' lock, and read what
+the other stored), and exactly one notification per target and transition although both
+dispatchers deliver.
 
 Real processes, a scratch database created and dropped by the test; nothing sleeps to let
 time pass.
