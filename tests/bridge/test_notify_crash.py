@@ -255,12 +255,14 @@ def notify_rules(url: str) -> Json:
     }
 
 
-def daemon_env(tmp_path: Path, target_url: str) -> dict[str, str]:
+def daemon_env(tmp_path: Path, target_url: str, database_url: str = "") -> dict[str, str]:
+    """The daemon's settings; `database_url` empty: SQLite in `tmp_path / "data"`."""
     rules = shipped_rules_with(tmp_path)
     (rules / "40-notify.yaml").write_text(yaml.safe_dump(notify_rules(target_url)))
     return {
         "BRIDGE_HOST": LOCALHOST,
         "BRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "BRIDGE_DATABASE_URL": database_url,
         "BRIDGE_RULES_DIR": str(rules),
         "BRIDGE_LOG_LEVEL": "warning",
         "BRIDGE_NOTIFY_BACKOFF": "1s",

@@ -3,8 +3,9 @@ accepting, finishes what is in flight, exits 0 in bounded time, and after a rest
 that got a 2xx is stored and every notification delivered exactly once. `kill -9`, three times:
 every alert that got a 2xx is stored, none twice, every notification arrives.
 
-A real `python -m bridge run` (SQLite) and the crash test's webhook target; nothing sleeps to
-let time pass.
+A real `python -m bridge run` and the crash test's webhook target, on SQLite and on PostgreSQL
+(`database_url` of conftest.py: a file in the test's directory, or the session's scratch
+database emptied for the test); nothing sleeps to let time pass.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ class Sender:
             self.batches += 1
 
 
-def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
+def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path, database_url: str) -> None:
     with Target() as target, Stack(tmp_path / "processes") as stack:
         target.accept_opened = True
-        daemon = Daemon(stack, daemon_env(tmp_path, target.url))
+        daemon = Daemon(stack, daemon_env(tmp_path, target.url, database_url))
         service = daemon.start()
         with Sender(daemon) as sender:
             wait_until(lambda: sender.batches >= 5, WITHIN, "batches acknowledged")
@@ -84,12 +85,12 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
 
 
 def test_kill_9_under_load_loses_nothing_acknowledged_and_stores_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
     """Three `kill -9` while a sender posts new alerts as fast as it gets answers."""
     with Target() as target, Stack(tmp_path / "processes") as stack:
         target.accept_opened = True
-        daemon = Daemon(stack, daemon_env(tmp_path, target.url))
+        daemon = Daemon(stack, daemon_env(tmp_path, target.url, database_url))
         acknowledged: list[int] = []
         first = 1
         for cycle in range(3):
