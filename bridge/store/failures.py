@@ -45,4 +45,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, Unreachable) and exc.__cause__ is not None:
         exc = exc.__cause__
     original = exc.orig if isinstance(exc, DBAPIError) else exc
-    return f"{type(original).__name__}: {str(original).splitlines()[0] if str(original) else ''}"
+    first = str(original).splitlines()[0] if str(original) else ""
+    sqlstate = getattr(original, "sqlstate", None)  # PostgreSQL's error code, e.g. 53100
+    code = f" [SQLSTATE {sqlstate}]" if isinstance(sqlstate, str) else ""
+    return f"{type(original).__name__}{code}: {first}"
