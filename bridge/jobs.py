@@ -19,7 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.ingest import OperatorAction
-from bridge.notify import channels, itsm, servicenow
+from bridge.notify import channels, itsm, servicenow, servicenow_inbound
 from bridge.runtime import JobHealth, Runtime
 from bridge.store import admin, database, outbox, repository, retention, scans
 from connectors import nagios, zabbix, zabbix_api
@@ -183,7 +183,7 @@ async def _poll_servicenow(runtime: Runtime, target: Target) -> int:
         return 0
     options = channels.options(target.name, target.channel, target.options)
     assert isinstance(options, servicenow.Options)
-    found = await servicenow.poll(options, runtime.http, sorted(tickets))
+    found = await servicenow_inbound.poll(options, runtime.http, sorted(tickets))
     if not isinstance(found, list):
         raise PollError(f"{target.name}: {found.reason}")
     results = [

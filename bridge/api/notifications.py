@@ -6,7 +6,7 @@ letters re-sent by hand, and the inbound endpoint an ITSM system calls when its 
 - `POST /api/v1/notifications/{id}/resend`: a dead letter goes back in the queue (409 if the
   notification is not a dead letter)
 - `POST /api/v1/itsm/servicenow/{target}`: a ServiceNow business rule reports a ticket's new
-  state (see `bridge.notify.servicenow` for the body and the script)
+  state (see `bridge.notify.servicenow_inbound` for the body and the script)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from bridge.api.params import BadRequest, choice, integer, json_object, record_id
 from bridge.api.responses import error_response, json_response
 from bridge.errors import Conflict, NotFound
-from bridge.notify import channels, itsm, servicenow
+from bridge.notify import channels, itsm, servicenow, servicenow_inbound
 from bridge.runtime import RUNTIME
 from bridge.store import outbox
 
@@ -96,7 +96,7 @@ async def servicenow_update(request: web.Request) -> web.Response:
     except BadRequest as exc:
         return error_response(400, str(exc))
     try:
-        update = servicenow.parse_update(body)
+        update = servicenow_inbound.parse_update(body)
     except ValueError as exc:
         return error_response(422, str(exc))
     result = await itsm.apply(runtime, name, update, "inbound")

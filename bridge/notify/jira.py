@@ -36,21 +36,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from typing import Annotated, Any, Self
+from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from bridge.notify import ticket_api
 from bridge.notify.base import Delivered, Message, Outcome, Rejected, Retry, Transition
-from bridge.notify.http import Reply, classify, request, sign_in_problem
+from bridge.notify.http import Reply
 from bridge.notify.http import authorization as authorization_header
+from bridge.notify.ticket_api import EXCERPT
+from bridge.notify.ticket_text import Fact, clip, description, note
 
 API = "/rest/servicedeskapi"
 SUMMARY_MAX = 255
 DESCRIPTION_MAX = 32_000  # Jira's text fields hold 32,767 characters
-_SHOWN_ALERTS = 10
-_EXCERPT = 300
+# The facts a new request's description leaves out. The assignment group stays: a request
+# has no field for it.
+LEFT_OUT_FACTS = frozenset({Fact.ALERTS})
+_SIGN_IN_PROBLEMS = {
+    "not both": "give either email and api_token, or token, not both",
+    "basic auth needs both": "basic auth needs both email and api_token",
+    "none given": "give email and api_token (Cloud), or token (Data Center PAT)",
+}
+_BaseUrl = Annotated[
+    str,
+    AfterValidator(
+        ticket_api.base_url("must be the site's base URL, like https://example.atlassian.net")
+    ),
+]
 
 
 class Options(BaseModel):
@@ -60,7 +75,7 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str  # https://example.atlassian.net
+    base_url: _BaseUrl  # https://example.atlassian.net
     email: str = Field(default="", pattern="^[^:]*$")  # RFC 7617: no colon
     api_token: SecretStr | None = None
     token: SecretStr | None = None  # bearer personal access token (Data Center)
@@ -70,25 +85,9 @@ class Options(BaseModel):
     reopen_transition_id: str = ""  # empty: a reopen is a comment
     timeout: float = Field(default=10.0, gt=0, le=120)
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
-            raise ValueError("must be the site's base URL, like https://example.atlassian.net")
-        return value
-
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> Self:
-        problem = sign_in_problem(self.email, self.api_token, self.token)
-        messages = {
-            "not both": "give either email and api_token, or token, not both",
-            "basic auth needs both": "basic auth needs both email and api_token",
-            "none given": "give email and api_token (Cloud), or token (Data Center PAT)",
-        }
-        if problem is not None:
-            raise ValueError(messages[problem])
+        ticket_api.check_sign_in(self.email, self.api_token, self.token, _SIGN_IN_PROBLEMS)
         return self
 
 
@@ -122,12 +121,12 @@ class JiraChannel:
         key = body.get("issueKey") if isinstance(body, Mapping) else None
         if not isinstance(key, str) or not key:
             # Not retried: the request may well exist, and a retry would make a second one.
-            excerpt = reply.text[:_EXCERPT].strip()
+            excerpt = reply.text[:EXCERPT].strip()
             return Rejected(f"HTTP {reply.status} without an issueKey; check the desk: {excerpt!r}")
         return Delivered(key, f"created {key}")
 
     async def _comment(self, key: str, message: Message) -> Outcome:
-        body = {"body": _clip(comment(message), DESCRIPTION_MAX), "public": False}
+        body = {"body": clip(note(message), DESCRIPTION_MAX), "public": False}
         reply = await self._post(f"{API}/request/{quote(key, safe='')}/comment", body)
         if isinstance(reply, Retry | Rejected):
             return reply
@@ -136,7 +135,7 @@ class JiraChannel:
     async def _transition(self, key: str, transition: str, message: Message) -> Outcome:
         body = {
             "id": transition,
-            "additionalComment": {"body": _clip(comment(message), DESCRIPTION_MAX)},
+            "additionalComment": {"body": clip(note(message), DESCRIPTION_MAX)},
         }
         reply = await self._post(f"{API}/request/{quote(key, safe='')}/transition", body)
         if isinstance(reply, Retry | Rejected):
@@ -146,14 +145,8 @@ class JiraChannel:
     async def _post(self, path: str, body: object) -> Reply | Retry | Rejected:
         """One POST; the reply when it is a 2xx, else the failure."""
         options = self.options
-        headers = {"Accept": "application/json", "Authorization": authorization(options)}
-        url, timeout = options.base_url + path, options.timeout
-        reply = await request(
-            self.session, "POST", url, body=body, headers=headers, timeout=timeout
-        )
-        if isinstance(reply, Retry):
-            return reply
-        return failure(reply) or reply
+        api = ticket_api.Api(self.session, options.base_url, authorization(options))
+        return await api.exchange("POST", path, body, options.timeout, error_message)
 
 
 def make(options: Options, session: aiohttp.ClientSession) -> JiraChannel:
@@ -172,93 +165,19 @@ def transition_for(transition: Transition, options: Options) -> str:
     return ""
 
 
-def correlation_id(message: Message) -> str:
-    """`bridge-incident-<id>`: the incident part of the notification key."""
-    incident_id = message.incident.get("id")
-    if incident_id is None:
-        return message.key.partition(":")[0]
-    return f"bridge-incident-{incident_id}"
-
-
 def new_request(message: Message, options: Options) -> dict[str, Any]:
     summary = " ".join(message.title.split())
     return {
         "serviceDeskId": options.service_desk_id,
         "requestTypeId": options.request_type_id,
         "requestFieldValues": {
-            "summary": _clip(summary, SUMMARY_MAX),
-            "description": _clip(description(message), DESCRIPTION_MAX),
+            "summary": clip(summary, SUMMARY_MAX),
+            "description": clip(description(message, LEFT_OUT_FACTS), DESCRIPTION_MAX),
         },
     }
 
 
-def description(message: Message) -> str:
-    parts = (message.body.strip(), facts(message), f"Incident in alert-bridge: {message.url}")
-    return "\n\n".join(part for part in parts if part)
-
-
-def facts(message: Message) -> str:
-    incident = message.incident
-    priority = incident.get("priority")
-    rows = (
-        ("Incident", f"{incident.get('id')} ({correlation_id(message)})"),
-        ("Priority", f"P{priority}" if isinstance(priority, int) else _text(priority)),
-        ("Severity", _text(incident.get("severity"))),
-        ("Service", _text(incident.get("service"))),
-        ("CI", _text(incident.get("ci"))),
-        ("Assignment group", _text(incident.get("assignment_group"))),
-        ("Opened at", _text(incident.get("opened_at"))),
-    )
-    lines = [f"{name}: {value}" for name, value in rows if value]
-    lines.extend(_alert_line(alert) for alert in message.alerts[:_SHOWN_ALERTS])
-    return "\n".join(lines)
-
-
-def comment(message: Message) -> str:
-    incident = message.incident
-    lines = [f"alert-bridge: {message.transition.value.replace('_', ' ')} - {message.title}"]
-    if message.reason:
-        lines.append(f"Reason: {message.reason}")
-    for key, label in (("acknowledged_by", "Acknowledged by"), ("assignee", "Assignee")):
-        if incident.get(key):
-            lines.append(f"{label}: {incident[key]}")
-    if message.body.strip():
-        lines += ["", message.body.strip()]
-    lines += ["", f"Incident in alert-bridge: {message.url}"]
-    return "\n".join(lines)
-
-
-def _alert_line(alert: Mapping[str, Any]) -> str:
-    labels = alert.get("labels") or {}
-    name = labels.get("alertname", "alert")
-    where = f" on {labels['host']}" if labels.get("host") else ""
-    summary = (alert.get("annotations") or {}).get("summary", "")
-    line = f"- [{alert.get('status', '')}] {alert.get('source', '')}: {name}{where}"
-    return f"{line}: {summary}" if summary else line
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
 # --- what comes back ----------------------------------------------------------------------
-
-
-def failure(reply: Reply) -> Retry | Rejected | None:
-    """None for a 2xx; otherwise what `classify` decides, with Jira's own error messages as
-    the reason when the body has them."""
-    outcome = classify(reply)
-    if isinstance(outcome, Delivered):
-        return None
-    message = error_message(reply.json())
-    if not message:
-        return outcome
-    reason = f"HTTP {reply.status}: {message}"
-    return Retry(reason, outcome.after) if isinstance(outcome, Retry) else Rejected(reason)
 
 
 def error_message(body: object) -> str:
@@ -273,4 +192,4 @@ def error_message(body: object) -> str:
         parts.extend(str(text) for text in body["errorMessages"])
     if isinstance(body.get("errors"), Mapping):
         parts.extend(f"{field}: {text}" for field, text in body["errors"].items())
-    return "; ".join(part for part in parts if part)[:_EXCERPT]
+    return "; ".join(part for part in parts if part)[:EXCERPT]

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.notify import servicenow
+from bridge.notify import servicenow, servicenow_inbound
 from bridge.notify.base import Delivered, ItsmState, ItsmUpdate, Rejected, Retry, Transition
 from bridge.notify.channels import TargetError, options
 from tests.notify.samples import Receiver, message
@@ -423,7 +423,7 @@ def test_parse_update_reads_the_business_rule_body() -> None:
         "close_notes": "db-1 replaced",
         "extra": "ignored",
     }
-    assert servicenow.parse_update(body) == ItsmUpdate(
+    assert servicenow_inbound.parse_update(body) == ItsmUpdate(
         external_id=SYS_ID,
         correlation_id="bridge-incident-42",
         state=ItsmState.RESOLVED,
@@ -440,7 +440,7 @@ def test_parse_update_takes_a_numeric_state_and_the_work_note() -> None:
         "state": 2,
         "work_notes": "on it",
     }
-    update = servicenow.parse_update(body)
+    update = servicenow_inbound.parse_update(body)
     assert (update.state, update.comment, update.actor, update.number) == (
         ItsmState.ACKNOWLEDGED,
         "on it",
@@ -469,7 +469,7 @@ GOOD = {"sys_id": SYS_ID, "correlation_id": "bridge-incident-42", "state": "2"}
 )
 def test_parse_update_names_what_is_wrong(body: object, problem: str) -> None:
     with pytest.raises(ValueError, match=r"^ServiceNow update: ") as raised:
-        servicenow.parse_update(body)
+        servicenow_inbound.parse_update(body)
     assert problem in str(raised.value)
 
 
@@ -488,13 +488,13 @@ def test_parse_update_names_what_is_wrong(body: object, problem: str) -> None:
     ],
 )
 def test_state_of(value: object, state: ItsmState) -> None:
-    assert servicenow.state_of(value) is state
+    assert servicenow_inbound.state_of(value) is state
 
 
 @pytest.mark.parametrize("value", ["", "In Progress", "6.0", 6.0, None, False, [6]])
 def test_state_of_refuses_what_is_not_a_state_number(value: object) -> None:
     with pytest.raises(ValueError, match="expected the numeric state value"):
-        servicenow.state_of(value)
+        servicenow_inbound.state_of(value)
 
 
 async def test_poll_reads_the_incidents_in_chunks_of_100(session: aiohttp.ClientSession) -> None:
@@ -504,7 +504,7 @@ async def test_poll_reads_the_incidents_in_chunks_of_100(session: aiohttp.Client
     ]
     fake.records[ids[120]] |= {"state": "6", "close_notes": "fixed"}
     async with Receiver(fake) as receiver:
-        updates = await servicenow.poll(basic_options(receiver), session, ids + ids[:3])
+        updates = await servicenow_inbound.poll(basic_options(receiver), session, ids + ids[:3])
     assert isinstance(updates, list)
     assert [u.external_id for u in updates] == ids
     assert updates[120] == ItsmUpdate(
@@ -522,7 +522,7 @@ async def test_poll_reads_the_incidents_in_chunks_of_100(session: aiohttp.Client
 
 async def test_poll_of_nothing_asks_nothing(session: aiohttp.ClientSession) -> None:
     async with Receiver(FakeServiceNow()) as receiver:
-        assert await servicenow.poll(basic_options(receiver), session, []) == []
+        assert await servicenow_inbound.poll(basic_options(receiver), session, []) == []
     assert receiver.requests == []
 
 
@@ -530,7 +530,7 @@ async def test_poll_skips_deleted_records(session: aiohttp.ClientSession) -> Non
     fake = FakeServiceNow()
     kept = fake.add(correlation_id="bridge-incident-1", state="3")
     async with Receiver(fake) as receiver:
-        updates = await servicenow.poll(basic_options(receiver), session, [SYS_ID, kept])
+        updates = await servicenow_inbound.poll(basic_options(receiver), session, [SYS_ID, kept])
     assert updates == [
         ItsmUpdate(kept, "bridge-incident-1", ItsmState.ACKNOWLEDGED, number="INC0010001")
     ]
@@ -546,7 +546,7 @@ async def test_poll_failures(
     fake = FakeServiceNow()
     fake.fail = (status, {"error": {"message": "nope"}, "status": "failure"}, {})
     async with Receiver(fake) as receiver:
-        outcome = await servicenow.poll(basic_options(receiver), session, [SYS_ID])
+        outcome = await servicenow_inbound.poll(basic_options(receiver), session, [SYS_ID])
     assert isinstance(outcome, expected)
     assert outcome.reason == f"HTTP {status}: nope"
 
@@ -556,6 +556,6 @@ async def test_poll_rejects_a_record_it_cannot_read(session: aiohttp.ClientSessi
         return web.json_response({"result": [{"sys_id": SYS_ID, "state": "Resolved"}]})
 
     async with Receiver(odd) as receiver:
-        outcome = await servicenow.poll(basic_options(receiver), session, [SYS_ID])
+        outcome = await servicenow_inbound.poll(basic_options(receiver), session, [SYS_ID])
     assert isinstance(outcome, Rejected)
     assert "state" in outcome.reason
