@@ -96,12 +96,19 @@ async def test_polling_does_not_undo_an_unacknowledge_made_in_the_bridge(
     await until(lambda: _ticket_state(script, "1"), "the ticket")
     await _act(bridge, incident_id, "acknowledge")
     await until(lambda: _ticket_state(script, "2"), "the ticket in progress")
+    # The bridge records the state it gave the ticket with the delivery's outcome, a moment
+    # after the ticket changed: the poll below must find it recorded.
+    await until(lambda: _all_sent(bridge), "the acknowledgement recorded as delivered")
     bridge.clock.advance(60)
     await _act(bridge, incident_id, "unacknowledge")
     bridge.clock.advance(60)
     assert await jobs.poll_itsm(bridge.runtime) == 0
     detail = await bridge.get_json(f"/api/v1/incidents/{incident_id}")
     assert detail["status"] == "new"
+
+
+async def _all_sent(bridge: Bridge) -> bool:
+    return all(n["status"] == "sent" for n in await notifications(bridge))
 
 
 async def _ticket_state(script: Script, state: str) -> bool:
