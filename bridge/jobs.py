@@ -16,12 +16,15 @@ from typing import Any
 import aiohttp
 import orjson
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bridge.errors import StoreUnavailable
 from bridge.ingest import OperatorAction
 from bridge.notify import channels, itsm, servicenow, servicenow_inbound
 from bridge.runtime import JobHealth, Runtime
 from bridge.store import admin, database, outbox, repository, retention, scans
+from bridge.store.failures import UNREACHABLE, describe, is_transient
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
@@ -289,31 +292,42 @@ def guarded(name: str, job: Job, runtime: Runtime) -> Callable[[], Awaitable[Non
     health = runtime.jobs.setdefault(name, JobHealth())
 
     async def run() -> None:
-        if name in _EVERY_REPLICA:
-            await attempt()
-            return
-        async with database.exclusive(runtime.engine, f"job:{name}") as mine:
-            if not mine:  # another replica runs it right now
-                runtime.metrics.job_runs.labels(name, "skipped").inc()
+        try:
+            if name in _EVERY_REPLICA:
+                await attempt()
                 return
-            await attempt()
+            async with database.exclusive(runtime.engine, f"job:{name}") as mine:
+                if not mine:  # another replica runs it right now
+                    runtime.metrics.job_runs.labels(name, "skipped").inc()
+                    return
+                await attempt()
+        except Exception as exc:  # noqa: BLE001 - the lock, its release: logged, counted
+            failed(exc)
 
     async def attempt() -> None:
         started = time.perf_counter()
         health.runs += 1
         try:
             await job(runtime)
-        except Exception as exc:
-            log.exception("job %s failed", name)
-            runtime.metrics.job_runs.labels(name, "failure").inc()
-            health.failures += 1
-            health.last_error_at = runtime.clock.now()
-            health.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # noqa: BLE001 - the job boundary: logged and counted
+            failed(exc)
             return
         finally:
             health.last_duration_seconds = round(time.perf_counter() - started, 6)
         runtime.metrics.job_runs.labels(name, "success").inc()
         health.last_success_at = runtime.clock.now()
+
+    def failed(exc: Exception) -> None:
+        if isinstance(exc, (StoreUnavailable, *UNREACHABLE)) or (
+            isinstance(exc, SQLAlchemyError) and is_transient(exc)
+        ):
+            log.warning("job %s: the database is unavailable: %s", name, describe(exc))
+        else:
+            log.exception("job %s failed", name)
+        runtime.metrics.job_runs.labels(name, "failure").inc()
+        health.failures += 1
+        health.last_error_at = runtime.clock.now()
+        health.last_error = f"{type(exc).__name__}: {exc}"[:500]
 
     return run
 

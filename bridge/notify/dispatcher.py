@@ -9,7 +9,9 @@ jitter or after the `Retry-After` the target asked for, or a dead letter after
 letter goes to the target's `fallback` if it has one. The writer wakes it after every commit
 that queued something; otherwise it looks every `notify_poll_interval`.
 
-Each outcome is stored as soon as it is known. Delivery is at least once: a crash after a
+Each outcome is stored as soon as it is known; while the database is away the dispatcher keeps
+the outcomes it knows and stores them when it is back (within the notifications' lease), so an
+outage does not make it send anything again. Delivery is at least once: a crash after a
 target accepted and before its outcome was stored re-sends that notification (at most
 `notify_concurrency` are in that window at a time) with the same idempotency key; webhook
 receivers drop the repeat by `Idempotency-Key`, PagerDuty folds it into the incident's alert
@@ -38,6 +40,7 @@ from bridge.notify import channels
 from bridge.notify.base import Channel, Delivered, Message, Outcome, Rejected, Retry, Transition
 from bridge.notify.templates import Templates
 from bridge.store import outbox, reads
+from bridge.store.failures import describe, is_transient
 from bridge.store.tables import timeline
 from rules.model import TimelineKind
 from rules.ruleset import RuleSet, Target
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 
 MAX_ALERTS = 50
 _SLOT_DEPTH = 4  # notifications claimed per delivery slot and round
+# Pauses between attempts to store outcomes while the database is away.
+_STORE_RETRY_FIRST = timedelta(seconds=0.25)
+_STORE_RETRY_MAX = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +231,39 @@ class Dispatcher:
             try:
                 while self._outcomes:
                     batch, self._outcomes = self._outcomes, []
-                    await self._store(batch)
+                    await self._store_patiently(batch)
             except BaseException as exc:
                 # Nobody stores the rest now: their senders learn it (the leases retry them).
                 waiting, self._outcomes = self._outcomes, []
                 _fail([*batch, *waiting], exc)
+                if not done.cancelled():
+                    done.exception()  # this caller re-raises `exc` itself
                 raise
             finally:
                 self._settling = False
         await done
+
+    async def _store_patiently(self, batch: list[_Settled]) -> None:
+        """Store `batch`; while the database is away, try again, backing off, rather than drop
+        outcomes this process knows (dropped, an accepted notification would be sent again
+        when its lease ends). Gives up when the earliest lease of the batch ends: another
+        dispatcher may take its notification from then on."""
+        lease_ends = min(row["next_attempt_at"] for row, *_ in batch)
+        pause = _STORE_RETRY_FIRST
+        while True:
+            try:
+                await self._store(batch)
+                return
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                away = not isinstance(exc, SQLAlchemyError) or is_transient(exc)
+                if not away or self._clock.now() + pause >= lease_ends:
+                    raise
+                log.warning(
+                    "dispatcher cannot store %d outcomes yet: %s", len(batch), describe(exc)
+                )
+                self._metrics.database_errors.labels("dispatch").inc()
+            await asyncio.sleep(pause.total_seconds())
+            pause = min(pause * 2, _STORE_RETRY_MAX)
 
     async def _store(self, batch: list[_Settled]) -> None:
         labels = []
