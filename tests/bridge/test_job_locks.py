@@ -3,6 +3,11 @@ replica holds is skipped (and counted); SQLite is a single node and always runs 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
 from bridge import jobs
 from bridge.store import database
 from tests.bridge.conftest import Bridge
@@ -39,3 +44,25 @@ async def test_the_lock_is_released_when_the_job_ends(bridge: Bridge) -> None:
         assert first
     async with database.exclusive(engine, "job:x") as again:
         assert again
+
+
+async def test_a_job_whose_lock_cannot_be_taken_counts_as_failed(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is away when the job starts: the run is a failure in the metrics and in
+    the job's status, not an exception left to the scheduler."""
+
+    @contextlib.asynccontextmanager
+    async def away(engine: object, name: str) -> AsyncIterator[bool]:
+        raise ConnectionRefusedError("connection refused")
+        yield True  # pragma: no cover - makes this a generator
+
+    async def job(_: object) -> int:
+        raise AssertionError("ran without its lock")
+
+    monkeypatch.setattr(database, "exclusive", away)
+    await jobs.guarded("probe", job, bridge.runtime)()
+    metrics = await (await bridge.client.get("/metrics")).text()
+    assert 'bridge_job_runs_total{job="probe",result="failure"} 1.0' in metrics
+    status = await bridge.get_json("/api/v1/status")
+    assert "ConnectionRefusedError" in status["jobs"]["probe"]["last_error"]
