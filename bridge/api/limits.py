@@ -37,37 +37,39 @@ def within_label_limits(parsed: Parsed, limits: Limits) -> Parsed:
     kept: list[Event] = []
     refused = list(parsed.rejects)
     for event in parsed.events:
-        problem = _label_problem(event, limits)
-        if problem is None:
+        found = _label_problem(event, limits)
+        if found is None:
             kept.append(event)
         else:
+            part, problem = found
             message = f"{event.fingerprint}: {problem}"
-            refused.append(Reject(None, "labels", message, RejectReason.LABEL_LIMIT))
+            refused.append(Reject(None, part, message, RejectReason.LABEL_LIMIT))
     if len(kept) == len(parsed.events):
         return parsed
     return Parsed(events=kept, rejects=refused, items=parsed.items, truncated=parsed.truncated)
 
 
-def _label_problem(event: Event, limits: Limits) -> str | None:
-    if any("\x00" in text for text in _texts(event)):
-        return "contains a NUL character, which the database cannot store"
+def _label_problem(event: Event, limits: Limits) -> tuple[str, str] | None:
+    """The field at fault and what is wrong with it, or None."""
+    for part, texts in _texts(event):
+        if any("\x00" in text for text in texts):
+            return part, "contains a NUL character, which the database cannot store"
     if len(event.labels) > limits.max_labels:
-        return f"{len(event.labels)} labels, at most {limits.max_labels} allowed"
+        return "labels", f"{len(event.labels)} labels, at most {limits.max_labels} allowed"
     for name, value in event.labels.items():
         if len(name) > limits.max_label_length or len(value) > limits.max_label_length:
-            return f"label {name[:64]!r} longer than {limits.max_label_length} characters"
+            problem = f"label {name[:64]!r} longer than {limits.max_label_length} characters"
+            return "labels", problem
     return None
 
 
-def _texts(event: Event) -> list[str]:
+def _texts(event: Event) -> list[tuple[str, list[str]]]:
     return [
-        *event.labels.keys(),
-        *event.labels.values(),
-        *event.annotations.values(),
-        event.fingerprint,
-        event.generator_url,
-        event.actor,
-        event.message,
+        ("labels", [*event.labels.keys(), *event.labels.values()]),
+        ("annotations", [*event.annotations.keys(), *event.annotations.values()]),
+        ("fingerprint", [event.fingerprint]),
+        ("generatorURL", [event.generator_url]),
+        ("message", [event.actor, event.message]),
     ]
 
 

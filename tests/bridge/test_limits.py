@@ -96,6 +96,13 @@ async def test_an_alert_with_a_nul_character_is_refused_alone(bridge: Bridge) ->
     assert status == 200, answer
     assert answer["accepted"] == 1
     assert "NUL" in answer["rejected"][0]["message"]
+    assert answer["rejected"][0]["field"] == "labels"
+    # In an annotation's name or value: refused alone too, naming the annotations.
+    for notes in ({"summary": "a\x00b"}, {"sum\x00mary": "ok"}):
+        body = [alert("Fine2"), {**alert("Nul2"), "annotations": notes}]
+        status, answer = await bridge.post_json("/api/v2/alerts", body)
+        assert (status, answer["accepted"]) == (200, 1), answer
+        assert answer["rejected"][0]["field"] == "annotations", answer
     window = {"name": "w", "matchers": ['host="a"'], "created_by": "a\x00", "reason": "x",
               "start": "2026-11-23T00:00:00Z", "end": "2026-11-24T00:00:00Z"}  # fmt: skip
     status, answer = await bridge.post_json("/api/v1/maintenance", window)
