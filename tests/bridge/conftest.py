@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,10 +39,11 @@ class FakeClock:
         self.current += timedelta(seconds=seconds)
 
 
-@pytest.fixture(scope="session")
-def pg_server_dsn() -> Iterator[str]:
-    """A scratch PostgreSQL database for this test session, dropped at the end."""
-    name = f"bridge_test_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def new_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own on the server of `PG_ADMIN_DSN` for the block, dropped
+    after it even with connections still open; its `postgresql://` DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     async def run(sql: str) -> None:
         conn = await asyncpg.connect(PG_ADMIN_DSN)
@@ -50,12 +52,29 @@ def pg_server_dsn() -> Iterator[str]:
         finally:
             await conn.close()
 
-    # Requested lazily from inside a running event loop, so it runs its own loop in a thread.
+    # Also requested from inside a running event loop, so it runs its own loop in a thread.
     with ThreadPoolExecutor(max_workers=1) as thread:
         thread.submit(asyncio.run, run(f'CREATE DATABASE "{name}"')).result()
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-        yield f"{base}/{name}"
-        thread.submit(asyncio.run, run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')).result()
+        try:
+            yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+        finally:
+            drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+            thread.submit(asyncio.run, run(drop)).result()
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    """A scratch PostgreSQL database for this test session, dropped at the end."""
+    with new_database("bridge_test") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def scratch_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own, dropped after it: the `BRIDGE_DATABASE_URL`
+    of a `bridge run` process (asyncpg)."""
+    with new_database("bridge_scratch") as dsn:
+        yield dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
 async def _reset_pg(dsn: str) -> None:

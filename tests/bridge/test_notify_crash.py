@@ -27,7 +27,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,7 +67,8 @@ LATE = frozenset(i for i in ODD if i % 10 == 9)  # accepted in the round of the 
 
 @dataclass(frozen=True)
 class Seen:
-    """One request the target got, and what it answered (0: held, never answered)."""
+    """One request the target got, and what it answered (0: held, never answered; a held one
+    let go by `Target.release`: what that answered)."""
 
     key: str
     transition: str
@@ -90,6 +91,8 @@ class Target:
     Opened: odd incidents are accepted, even ones refused with 503, every tenth held without an
     answer, until `accept_opened`. Resolved: refused with 503 until `accept_resolved`. A held
     request is answered 503 when the target is closed (its client is long gone by then).
+
+    Opened incidents in `hold` are held whatever else is set, until `release` answers them.
     """
 
     def __init__(self) -> None:
@@ -99,6 +102,8 @@ class Target:
         self._release = threading.Event()
         self.accept_opened = False
         self.accept_resolved = False
+        self.hold: frozenset[int] = frozenset()
+        self._released_with: int | None = None  # what `release` answers held requests
         target = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -145,20 +150,33 @@ class Target:
             status = self._status(transition, number)
             if status == 0:
                 self._held[key] = arrived
+            index = len(self._seen)
             self._seen.append(Seen(key, transition, number, incident_id, status, arrived))
         if status != 0:
             return status
         self._release.wait(timeout=60)
         with self._lock:
             self._held.pop(key, None)
-        return 503
+            released = self._released_with
+            if released is not None:
+                self._seen[index] = replace(self._seen[index], status=released)
+        return 503 if released is None else released
 
     def _status(self, transition: str, number: int) -> int:
         if transition == "resolved":
             return 200 if self.accept_resolved else 503
+        if number in self.hold:
+            return 0
         if self.accept_opened or number in ODD:
             return 200
         return 0 if number in HELD else 503
+
+    def release(self, status: int) -> None:
+        """Answer every held request `status` now, and hold none from now on."""
+        with self._lock:
+            self.hold = frozenset()
+            self._released_with = status
+        self._release.set()
 
     def seen(self) -> list[Seen]:
         with self._lock:

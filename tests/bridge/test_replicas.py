@@ -4,27 +4,22 @@ answered 2xx (the replicas' writer batches take turns under the writers' lock, a
 the other stored), and exactly one notification per target and transition although both
 dispatchers deliver.
 
-Real processes, a scratch database created and dropped by the test; nothing sleeps to let
-time pass.
+Real processes, a scratch database created and dropped for the test (`scratch_database` of
+conftest.py); nothing sleeps to let time pass.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from tests.bridge.conftest import PG_ADMIN_DSN
 from tests.bridge.test_notify_crash import Daemon, Target, assert_once, daemon_env
 from tests.e2e.harness import Stack, get_json
 
@@ -32,24 +27,6 @@ pytestmark = pytest.mark.postgres
 
 ROUNDS = 20
 PER_ROUND = 10  # alerts per request; ROUNDS * PER_ROUND incidents (alertname CrashN)
-
-
-@pytest.fixture
-def scratch_database() -> Iterator[str]:
-    name = f"bridge_replicas_{uuid.uuid4().hex[:10]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        thread.submit(asyncio.run, run(f'CREATE DATABASE "{name}"')).result()
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        yield f"{base}/{name}"
-        thread.submit(asyncio.run, run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')).result()
 
 
 def post(url: str, numbers: range) -> int:
