@@ -187,15 +187,19 @@ async def claim(
     target only (so that a target hears an incident's transitions in order). `attempts`
     counts finished attempts: the outcome of one adds to it."""
     n = notifications.c
+    # The head of each row's incident and target, probed per due row through the
+    # (incident_id, target, id) index: a correlated subquery keeps that plan even before the
+    # table has statistics (a burst into a new table), where PostgreSQL planned a GROUP BY
+    # semi-join as a nested loop over every pending row (0.75 s per claim for 2,000 rows).
+    e = notifications.alias("earlier").c
     first = (
-        select(func.min(n.id))
-        .where(n.status == PENDING)
-        .group_by(n.incident_id, n.target)
+        select(func.min(e.id))
+        .where(e.incident_id == n.incident_id, e.target == n.target, e.status == PENDING)
         .scalar_subquery()
     )
     candidates = (
         select(n.id)
-        .where(n.status == PENDING, n.next_attempt_at <= now, n.id.in_(first))
+        .where(n.status == PENDING, n.next_attempt_at <= now, n.id == first)
         .order_by(n.next_attempt_at, n.id)
         .limit(limit)
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer at a time
