@@ -123,10 +123,12 @@ async def exclusive(engine: AsyncEngine, name: str) -> AsyncIterator[bool]:
         return
     key = int.from_bytes(hashlib.sha256(f"bridge:{name}".encode()).digest()[:8], "big", signed=True)
     async with engine.connect() as connection:
+        # Autocommit: the lock is the session's; an open transaction held for the whole job
+        # would hold back vacuum and die of `idle_in_transaction_session_timeout`, lock and all.
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
         got = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
         try:
             yield got
         finally:
             if got:
                 await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                await connection.commit()

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 
 from bridge import jobs
 from bridge.store import database
@@ -66,3 +67,19 @@ async def test_a_job_whose_lock_cannot_be_taken_counts_as_failed(
     assert 'bridge_job_runs_total{job="probe",result="failure"} 1.0' in metrics
     status = await bridge.get_json("/api/v1/status")
     assert "ConnectionRefusedError" in status["jobs"]["probe"]["last_error"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_held_job_lock_keeps_no_transaction_open(bridge: Bridge) -> None:
+    """Open for the whole job, a transaction would hold back vacuum and be killed (lock and
+    all) by `idle_in_transaction_session_timeout`."""
+    engine = bridge.runtime.engine
+    async with database.exclusive(engine, "job:x") as mine:
+        assert mine
+        async with engine.connect() as conn:
+            query = text(
+                "SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND a.datname = current_database()"
+            )
+            states = list((await conn.execute(query)).scalars())
+    assert states == ["idle"]
