@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import (
+    DBAPIError,
     IntegrityError,
     SQLAlchemyError,
 )
@@ -61,6 +62,14 @@ log = logging.getLogger(__name__)
 
 # Times a batch is evaluated again after losing an insert race to another writer.
 _RACE_RETRIES = 3
+# Deadlock victim, serialization failure: the transaction may simply run again.
+_RETRY_SQLSTATES = ("40P01", "40001")
+
+
+def _lost_race(exc: SQLAlchemyError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,7 @@ class Pipeline:
         self._max = commit_max_events
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="bridge-writer")
@@ -133,6 +143,7 @@ class Pipeline:
         """Finish what is queued, then stop the writer."""
         if self._task is None:
             return
+        self._closed = True  # what comes later (a job still running) fails, not waits for ever
         await self._queue.join()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
@@ -175,6 +186,8 @@ class Pipeline:
         return result
 
     async def _enqueue(self, work: _Work) -> object:
+        if self._closed:
+            raise StoreUnavailable("the writer has stopped")
         self._queue.put_nowait(work)
         return await work.future
 
@@ -202,9 +215,10 @@ class Pipeline:
             world, evaluations, planned = await self._attempt(batch, now)
         except SQLAlchemyError as exc:
             self._metrics.database_errors.labels("commit").inc()
-            if isinstance(exc, IntegrityError) and races < _RACE_RETRIES:
+            if _lost_race(exc) and races < _RACE_RETRIES:
                 # Another writer on the same database (a replica) inserted the same incident or
-                # problem first: evaluate again on what it stored.
+                # problem first, or PostgreSQL chose this transaction as a deadlock's victim (the
+                # dispatcher's outcome rows): evaluate again on what is stored now.
                 log.info("commit lost a race with another writer, retrying: %s", describe(exc))
                 await self._commit(batch, size, races + 1)
                 return
@@ -215,7 +229,7 @@ class Pipeline:
                     await self._commit([item], item.size)
                 return
             log.error("commit refused: %s", describe(exc))
-            retry_helps = isinstance(exc, IntegrityError)  # a concurrent writer won a race
+            retry_helps = _lost_race(exc)  # a concurrent writer won a race
             error = StoreUnavailable if retry_helps else StoreRefused
             self._fail(batch, error(describe(exc)))
             return
@@ -255,7 +269,7 @@ class Pipeline:
                 await database.write_lock(connection)
                 return await self._transaction(connection, batch, now)
         except SQLAlchemyError as exc:
-            if is_transient(exc):
+            if is_transient(exc) and not _lost_race(exc):
                 raise Unreachable(exc) from exc
             raise
         finally:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from bridge.errors import StoreRefused, StoreUnavailable
 from bridge.ingest import Pipeline
 from bridge.metrics import Metrics
-from bridge.store import database
+from bridge.store import database, repository
 from bridge.store.failures import is_transient
 from bridge.store.tables import alerts
 from rules.evaluate import EngineSettings
@@ -237,3 +237,28 @@ async def test_an_outage_under_load_loses_nothing_acknowledged(bridge: Bridge) -
     stored = (await bridge.get_json("/api/v1/alerts?limit=1000"))["alerts"]
     names = {a["labels"]["alertname"] for a in stored}
     assert set(acknowledged) <= names
+
+
+class _DeadlockDetected(Exception):
+    sqlstate = "40P01"  # what asyncpg's error carries
+
+
+async def test_a_batch_chosen_as_deadlock_victim_is_evaluated_again(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL breaks a deadlock (the writer's outbox rows against a dispatcher's outcome
+    rows) by failing one transaction: the sender must not see a 503 for it."""
+    real = repository.persist_world
+    attempts: list[int] = []
+
+    async def deadlocked_once(*args: Any) -> dict[int, int]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise DBAPIError("INSERT INTO incident_targets ...", {}, _DeadlockDetected())
+        return await real(*args)
+
+    monkeypatch.setattr(repository, "persist_world", deadlocked_once)
+    status, answer = await bridge.post_json("/api/v2/alerts", [{"labels": {"alertname": "V"}}])
+    assert (status, len(attempts)) == (200, 2), answer
+    stored = (await bridge.get_json("/api/v1/alerts"))["alerts"]
+    assert [a["labels"]["alertname"] for a in stored] == ["V"]
