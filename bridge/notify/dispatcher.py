@@ -52,6 +52,7 @@ _SLOT_DEPTH = 4  # notifications claimed per delivery slot and round
 # Pauses between attempts to store outcomes while the database is away.
 _STORE_RETRY_FIRST = timedelta(seconds=0.25)
 _STORE_RETRY_MAX = timedelta(seconds=5)
+_REFUSED = "the database refused this outcome: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +217,8 @@ class Dispatcher:
             await self._settle(row, Rejected("incident not found"), target)
             return
         async with gate:
+            if self._clock.now() >= row["next_attempt_at"]:
+                return  # the round outlived the claim (the store was away): not ours to send
             outcome = await self._send(channel, message, row["channel"])
             # Stored at once, not at the end of the round: after a crash only a notification
             # whose outcome was in flight can be sent again.
@@ -255,15 +258,31 @@ class Dispatcher:
                 await self._store(batch)
                 return
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                away = not isinstance(exc, SQLAlchemyError) or is_transient(exc)
-                if not away or self._clock.now() + pause >= lease_ends:
+                if isinstance(exc, SQLAlchemyError) and not is_transient(exc):
+                    await self._store_apart(batch, exc)
+                    return
+                if self._clock.now() + pause >= lease_ends:
                     raise
-                log.warning(
-                    "dispatcher cannot store %d outcomes yet: %s", len(batch), describe(exc)
-                )
+                log.warning("dispatcher cannot store %d outcomes: %s", len(batch), describe(exc))
                 self._metrics.database_errors.labels("dispatch").inc()
             await asyncio.sleep(pause.total_seconds())
             pause = min(pause * 2, _STORE_RETRY_MAX)
+
+    async def _store_apart(self, batch: list[_Settled], exc: SQLAlchemyError) -> None:
+        """The database refused a batch of outcomes (a bug, not an outage): store each alone,
+        so that the one at fault does not take the others down; that one is stored as a plain
+        retry, so that its attempts count on towards a dead letter instead of it being sent
+        again, unrecorded, every lease."""
+        if len(batch) > 1:
+            for item in batch:
+                await self._store_patiently([item])
+            return
+        row, outcome, target, done = batch[0]
+        log.error("outcome of notification %s refused: %s", row["id"], describe(exc))
+        self._metrics.internal_errors.labels("dispatcher").inc()
+        if isinstance(outcome, Retry) and outcome.reason.startswith(_REFUSED):
+            raise exc  # refused as a plain retry too: nothing more to try
+        await self._store([(row, Retry(f"{_REFUSED}{describe(exc)}"), target, done)])
 
     async def _store(self, batch: list[_Settled]) -> None:
         labels = []
@@ -355,8 +374,8 @@ class Dispatcher:
         now = self._clock.now()
         if isinstance(outcome, Delivered):
             state = channels.ticket_state(row["channel"], Transition(row["transition"]))
-            await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now, state)
-            await self._note(conn, row, now, f"sent {row['transition']} to {row['target']}")
+            if await outbox.delivered(conn, row, outcome.external_id, outcome.detail, now, state):
+                await self._note(conn, row, now, f"sent {row['transition']} to {row['target']}")
             return "delivered", False
         if isinstance(outcome, Retry) and not self._exhausted(row, now):
             await outbox.retry(conn, row, outcome.reason, now + self._delay(row, outcome))
@@ -365,7 +384,8 @@ class Dispatcher:
         if isinstance(outcome, Retry):
             reason = f"gave up after {row['attempts'] + 1} attempts: {reason}"
         fallback = self._fallback(row, target)
-        await outbox.dead(conn, row, reason, fallback, now)
+        if not await outbox.dead(conn, row, reason, fallback, now):
+            return ("rejected" if isinstance(outcome, Rejected) else "dead"), False
         message = f"could not send {row['transition']} to {row['target']}: {reason}"
         if fallback is not None:
             message += f"; sent to {fallback[0]} instead"
@@ -401,7 +421,7 @@ class Dispatcher:
             "at": now,
             "kind": TimelineKind.NOTIFIED,
             "actor": "bridge:outbox",
-            "message": message[:1000],
+            "message": outbox.storable(message)[:1000],
             "fingerprint": None,
             "source": "rule",
         }

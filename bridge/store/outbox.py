@@ -228,6 +228,22 @@ async def external_ids(
     return {(r.incident_id, r.target): r.external_id for r in await conn.execute(query)}
 
 
+def storable(text: str) -> str:
+    """Text a target sent back, as the database can store it (PostgreSQL refuses NUL)."""
+    return text.replace("\x00", "\ufffd")
+
+
+async def _settle(conn: AsyncConnection, row: Mapping[str, Any], **values: Any) -> bool:
+    """Record an outcome on the notification `row` as claimed; False when that claim is over
+    (its lease ended and another dispatcher took it, or it was deleted): the outcome is then
+    not this dispatcher's to record, and nothing else of it should be."""
+    n = notifications.c
+    claimed = (n.id == row["id"], n.status == PENDING, n.next_attempt_at == row["next_attempt_at"])
+    result = await conn.execute(update(notifications).where(*claimed).values(**values))
+    changed: int = result.rowcount
+    return changed > 0
+
+
 async def delivered(
     conn: AsyncConnection,
     row: Mapping[str, Any],
@@ -235,33 +251,31 @@ async def delivered(
     detail: str,
     now: datetime,
     external_state: str | None = None,
-) -> None:
-    await conn.execute(
-        update(notifications)
-        .where(notifications.c.id == row["id"])
-        .values(status=SENT, sent_at=now, last_error=detail, attempts=row["attempts"] + 1)
-    )
-    values: dict[str, Any] = {"last_transition": row["transition"], "last_sent_at": now}
+) -> bool:
+    """Record a delivery; False (and nothing recorded) when the claim is over."""
+    values = {"status": SENT, "sent_at": now, "last_error": storable(detail)}
+    if not await _settle(conn, row, attempts=row["attempts"] + 1, **values):
+        return False
+    told: dict[str, Any] = {"last_transition": row["transition"], "last_sent_at": now}
     if external_id is not None:
-        values["external_id"] = external_id
+        told["external_id"] = storable(external_id)
     if external_state is not None:
-        values["external_state"] = external_state
+        told["external_state"] = storable(external_state)
     await conn.execute(
         update(incident_targets)
         .where(
             incident_targets.c.incident_id == row["incident_id"],
             incident_targets.c.target == row["target"],
         )
-        .values(**values)
+        .values(**told)
     )
+    return True
 
 
-async def retry(conn: AsyncConnection, row: Mapping[str, Any], error: str, at: datetime) -> None:
-    await conn.execute(
-        update(notifications)
-        .where(notifications.c.id == row["id"])
-        .values(next_attempt_at=at, last_error=error, attempts=row["attempts"] + 1)
-    )
+async def retry(conn: AsyncConnection, row: Mapping[str, Any], error: str, at: datetime) -> bool:
+    """Try again at `at`; False (nothing recorded) when the claim is over."""
+    values = {"next_attempt_at": at, "last_error": storable(error)}
+    return await _settle(conn, row, attempts=row["attempts"] + 1, **values)
 
 
 async def dead(
@@ -270,23 +284,21 @@ async def dead(
     error: str,
     fallback: tuple[str, str] | None,
     now: datetime,
-) -> None:
+) -> bool:
     """A dead letter; with `fallback` (target, channel) the notification is queued for that
-    target instead."""
-    await conn.execute(
-        update(notifications)
-        .where(notifications.c.id == row["id"])
-        .values(status=DEAD, last_error=error, attempts=row["attempts"] + 1)
-    )
+    target instead. False (nothing recorded) when the claim is over."""
+    values = {"status": DEAD, "last_error": storable(error)}
+    if not await _settle(conn, row, attempts=row["attempts"] + 1, **values):
+        return False
     if fallback is None:
-        return
+        return True
     target, channel = fallback
     notice = Notice(
         row["incident_id"],
         target,
         Transition(row["transition"]),
         f"fallback.{row['id']}",
-        f"{row['target']} failed: {error}"[:500],
+        storable(f"{row['target']} failed: {error}")[:500],
     )
     statement = _insert(conn, notifications).on_conflict_do_nothing(index_elements=["key"])
     await conn.execute(statement, [_notification_row(notice, channel, now, row["id"])])
@@ -294,6 +306,7 @@ async def dead(
     await conn.execute(
         _insert(conn, incident_targets).on_conflict_do_nothing(), [{**told_row, "told_at": now}]
     )
+    return True
 
 
 async def depth(conn: AsyncConnection) -> tuple[int, datetime | None, int]:

@@ -39,6 +39,8 @@ class Script:
         queued = self.answers.get(request.path)
         if queued:
             status, headers, body = queued.pop(0)
+            if isinstance(body, bytes):  # exactly these bytes
+                return web.Response(body=body, status=status, headers=headers)
             return web.json_response(body, status=status, headers=headers)
         if request.path.startswith("/api/now/table/incident"):
             return await self._servicenow(request)

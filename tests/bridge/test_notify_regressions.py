@@ -154,3 +154,22 @@ async def test_only_the_itsm_change_itself_is_kept_from_its_ticket(
     assert detail["status"] == "resolved"
     queued = await notifications(bridge, target="snow", incident_id=str(incident_id))
     assert "resolved" in [n["transition"] for n in queued]
+
+
+async def test_a_nul_byte_in_a_targets_answer_is_stored_not_retried_for_ever(
+    bridge: Bridge, receiver: Receiver, script: Script
+) -> None:
+    """PostgreSQL refuses NUL in text: an error body quoted in the outcome failed its store,
+    so the attempt was never counted and the notification went out again every lease."""
+    script.answers["/hooks/pager"] = [(500, {}, b"upstream error\x00 binary junk")]
+    await prometheus(bridge, DB_DOWN)
+
+    async def attempted() -> bool:
+        return any(n["attempts"] == 1 for n in await notifications(bridge, target="pager"))
+
+    await until(attempted, "the first attempt recorded")
+    [pending] = await notifications(bridge, target="pager")
+    assert pending["status"] == "pending"
+    assert "upstream error\ufffd binary junk" in pending["last_error"]
+    metrics = await (await bridge.client.get("/metrics")).text()
+    assert 'bridge_database_errors_total{operation="dispatch"}' not in metrics
