@@ -123,6 +123,10 @@ class Dispatcher:
         self._built_for: RuleSet | None = None
         self._channels: dict[str, Channel | str] = {}  # target -> channel, or why it has none
 
+    @property
+    def settings(self) -> DeliverySettings:
+        return self._settings
+
     # Running
 
     def start(self) -> None:

@@ -16,6 +16,7 @@ from bridge import jobs
 from bridge.ingest import OperatorAction
 from bridge.notify import itsm
 from bridge.notify.base import ItsmState, ItsmUpdate
+from bridge.store import outbox
 from rules import incidents as incident_stage
 from rules.model import IncidentState
 from tests.bridge.conftest import Bridge
@@ -173,3 +174,23 @@ async def test_a_nul_byte_in_a_targets_answer_is_stored_not_retried_for_ever(
     assert "upstream error\ufffd binary junk" in pending["last_error"]
     metrics = await (await bridge.client.get("/metrics")).text()
     assert 'bridge_database_errors_total{operation="dispatch"}' not in metrics
+
+
+async def test_a_claim_whose_lease_ended_is_neither_sent_nor_recorded(
+    bridge: Bridge, receiver: Receiver
+) -> None:
+    """A round held up (its outcomes waiting for a database that is away) past its claims'
+    lease: another dispatcher may hold them now, so the rows still waiting for a slot are not
+    sent, and nothing is recorded for them."""
+    dispatcher = bridge.runtime.dispatcher
+    await dispatcher.stop()  # this test drives the round's steps itself
+    await prometheus(bridge, DB_DOWN)
+    lease = dispatcher.settings.lease
+    async with bridge.runtime.engine.begin() as conn:
+        rows = await outbox.claim(conn, bridge.clock.now(), lease, 10)
+    assert rows
+    bridge.clock.advance(lease.total_seconds())
+    loaded = await dispatcher._load(rows)
+    await asyncio.gather(*(dispatcher._deliver(r, loaded, asyncio.Semaphore(1)) for r in rows))
+    assert receiver.requests == []
+    assert all(n["attempts"] == 0 for n in await notifications(bridge))
