@@ -126,7 +126,7 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
         http,
         metrics,
         delivery_settings(settings),
-        settings.public_url or f"http://{settings.host}:{settings.port}",
+        settings.effective_public_url,
     )
     runtime = Runtime(
         settings=settings,
@@ -165,9 +165,19 @@ async def create_app(settings: Settings, clock: Clock | None = None) -> web.Appl
     )
     runtime.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit * 2)
     refused = metrics.requests_rejected
-    guard = auth.middleware(policy, lambda source: refused.labels(source, "unauthorized").inc())
+    guard = auth.middleware(
+        policy,
+        lambda: runtime.generic_mappings,
+        lambda label, reason: refused.labels(label, reason.value).inc(),
+        settings.max_body_bytes,
+    )
     app = web.Application(
-        middlewares=[middleware.errors, guard], client_max_size=settings.max_body_bytes
+        middlewares=[middleware.errors, guard],
+        client_max_size=settings.max_body_bytes,
+        # Bodies stay as sent: aiohttp would inflate a `Content-Encoding: gzip` body on the
+        # event loop while it arrives, before any handler (or the auth check) could refuse it.
+        # The guard answers 415 to any encoding but identity.
+        handler_args={"auto_decompress": False},
     )
     app[RUNTIME] = runtime
     webhooks.add_routes(app)

@@ -38,7 +38,9 @@ def _settings_errors(exc: ValidationError, config_file: Path | None) -> list[str
 
 
 def _origin(name: str, config_file: Path | None, text: str) -> str:
-    """Where a setting came from: `file:line` of its TOML key, else its environment variable."""
+    """Where a setting came from: `file:line` of its TOML key, else its environment variable
+    (for `inbound_tokens.*.0`, those of `inbound_tokens`)."""
+    name = name.split(".", 1)[0]
     env = f"BRIDGE_{name.upper()}"
     if env in os.environ or config_file is None:
         return env if env in os.environ else "settings"
@@ -79,6 +81,7 @@ def _run(settings: Settings) -> int:
     )
     # APScheduler logs every job run at INFO; its warnings and errors still show.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    tls = tls_context(settings)  # before the app: a bad certificate is a config error
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -86,25 +89,75 @@ def _run(settings: Settings) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=10,
-        ssl_context=tls_context(settings),
+        ssl_context=tls,
     )
     return 0
 
 
+class _PassPhraseAsked(Exception):
+    pass
+
+
+def _no_pass_phrase() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal, or fail with no word of why.
+    raise _PassPhraseAsked
+
+
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """HTTPS from `tls_cert_file` and `tls_key_file` (TLS 1.2 or later); None: plain HTTP."""
-    if settings.tls_cert_file is None:
+    """HTTPS from `tls_cert_file` and `tls_key_file` (TLS 1.2 or later); None: plain HTTP.
+    A file that cannot be read, is no PEM certificate or key, or a key encrypted with a pass
+    phrase (it is never asked for) is a `ConfigError` naming the setting."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None:
         return None
+    errors = [_unreadable(name, path) for name, path in (("cert", cert), ("key", key))]
+    if any(errors):
+        raise ConfigError([error for error in errors if error])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    try:
+        context.load_cert_chain(cert, key, password=_no_pass_phrase)
+    except _PassPhraseAsked:
+        setting = "tls_cert_file" if key is None else "tls_key_file"
+        raise ConfigError(
+            [
+                f"{setting}: the private key in {key or cert} is encrypted with a pass phrase; "
+                "give the bridge a key without one (openssl pkey -in KEY -out PLAIN)"
+            ]
+        ) from None
+    except ssl.SSLError as exc:
+        where = f"tls_cert_file: {cert}"
+        if key is not None:
+            where = f"tls_cert_file, tls_key_file: {cert} and {key}"
+        problem = f"no PEM certificate and matching private key ({exc.reason or exc})"
+        raise ConfigError([f"{where}: {problem}"]) from None
     return context
+
+
+def _unreadable(name: str, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with path.open("rb"):
+            return None
+    except OSError as exc:
+        return f"tls_{name}_file: cannot read {path}: {exc.strerror}"
 
 
 def _check(settings: Settings) -> int:
     from bridge.app import load_config
 
-    config = load_config(settings)
+    errors: list[str] = []
+    try:
+        tls_context(settings)
+    except ConfigError as exc:
+        errors += exc.errors
+    try:
+        config = load_config(settings)
+    except ConfigError as exc:
+        raise ConfigError(errors + exc.errors) from exc
+    if errors:
+        raise ConfigError(errors)
     rules = config.rules
     print(
         f"settings ok; {len(rules.correlate)} incident rules in {len(rules.files)} files; "

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rules.duration import format_duration, parse_duration
@@ -40,11 +50,30 @@ ZoneName = Annotated[ZoneInfo, BeforeValidator(_zone), PlainSerializer(str, retu
 DEFAULT_PORT = 9470
 
 
+def _not_blank(secret: SecretStr) -> SecretStr:
+    # An empty secret would match an empty credential (`Authorization: Bearer `).
+    if not secret.get_secret_value().strip():
+        raise ValueError("a secret must not be empty or only whitespace")
+    return secret
+
+
+Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
+"""A credential the bridge checks requests against: never empty or blank."""
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+OptionalFile = Annotated[Path | None, BeforeValidator(_empty_is_none)]
+"""A file path where empty (`BRIDGE_X=`) means none, not the current directory."""
+
+
 class BasicCredentials(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     username: str = Field(min_length=1, pattern="^[^:]*$")
-    password: SecretStr
+    password: Secret
 
 
 def _sla_targets(value: object) -> dict[str, timedelta]:
@@ -67,7 +96,9 @@ SlaTargets = Annotated[
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port to listen on.")
@@ -110,7 +141,7 @@ class Settings(BaseSettings):
         ZoneInfo("UTC"),
         description="Time zone of the Zabbix server, whose event dates and times carry none.",
     )
-    inbound_tokens: dict[str, list[SecretStr]] = Field(
+    inbound_tokens: dict[str, list[Secret]] = Field(
         {},
         description="Bearer tokens senders must present, per source (`alertmanager`, "
         "`prometheus`, `nagios`, `zabbix`, a generic mapping's name, or `*` for every source); "
@@ -121,25 +152,27 @@ class Settings(BaseSettings):
         description="HTTP basic credentials per source (`{username, password}`), instead of or "
         "besides tokens.",
     )
-    generic_hmac_secrets: dict[str, SecretStr] = Field(
+    generic_hmac_secrets: dict[str, Secret] = Field(
         {},
         description="HMAC-SHA256 keys per generic webhook mapping: requests signed with "
         "`X-Bridge-Timestamp` and `X-Bridge-Signature` are accepted.",
     )
-    api_read_tokens: list[SecretStr] = Field(
+    api_read_tokens: list[Secret] = Field(
         [], description="Bearer tokens for the read API (GET: incidents, alerts, status, ...)."
     )
-    api_write_tokens: list[SecretStr] = Field(
+    api_write_tokens: list[Secret] = Field(
         [],
         description="Bearer tokens for the whole API: reads and actions (acknowledge, resolve, "
         "maintenance windows, problem edits, re-sends, reload).",
     )
-    tls_cert_file: Path | None = Field(
+    tls_cert_file: OptionalFile = Field(
         None,
         description="PEM certificate (chain) to serve HTTPS with; empty: plain HTTP.",
     )
-    tls_key_file: Path | None = Field(
-        None, description="PEM private key of `tls_cert_file` (empty: the key is in that file)."
+    tls_key_file: OptionalFile = Field(
+        None,
+        description="PEM private key of `tls_cert_file`, not encrypted (empty: the key is in "
+        "that file).",
     )
     allow_unauthenticated: bool = Field(
         False,
@@ -235,7 +268,7 @@ class Settings(BaseSettings):
     public_url: str = Field(
         "",
         description="The bridge's URL as on-call staff reach it, for links in notifications; "
-        "empty: `http://<host>:<port>`.",
+        "empty: `http://<host>:<port>` (`https://` with `tls_cert_file`).",
     )
     templates_dir: Path | None = Field(
         None,
@@ -305,6 +338,15 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
 
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_needs_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # A key alone would quietly serve plain HTTP.
+        cert_ok = "tls_cert_file" in info.data  # else its own error is reported
+        if value is not None and cert_ok and info.data["tls_cert_file"] is None:
+            raise ValueError("set tls_cert_file too: a key without a certificate serves no HTTPS")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -323,6 +365,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'bridge.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        """`public_url`, else this bridge's own address (https when it serves TLS)."""
+        if self.public_url:
+            return self.public_url
+        scheme = "https" if self.tls_cert_file is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def database_backend(self) -> str:

@@ -6,22 +6,24 @@ letters re-sent by hand, and the inbound endpoint an ITSM system calls when its 
 - `POST /api/v1/notifications/{id}/resend`: a dead letter goes back in the queue (409 if the
   notification is not a dead letter)
 - `POST /api/v1/itsm/servicenow/{target}`: a ServiceNow business rule reports a ticket's new
-  state (see `bridge.notify.servicenow_inbound` for the body and the script)
+  state (see `bridge.notify.servicenow_inbound` for the body and the script); 401, the same
+  answer, for a wrong token and for a name that is no ServiceNow target (target names cannot be
+  probed without a token)
 """
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 from pydantic import SecretStr
 
+from bridge.api.auth import same_secret
 from bridge.api.params import BadRequest, choice, integer, json_object, record_id
 from bridge.api.responses import error_response, json_response
 from bridge.errors import Conflict, NotFound
 from bridge.notify import channels, itsm, servicenow, servicenow_inbound
 from bridge.runtime import RUNTIME
 from bridge.store import outbox
+from rules.ruleset import RuleSet
 
 _STATUSES = {outbox.PENDING, outbox.SENT, outbox.DEAD}
 
@@ -84,12 +86,7 @@ async def resend(request: web.Request) -> web.Response:
 async def servicenow_update(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     name = request.match_info["target"]
-    target = runtime.rules.target(name)
-    if target is None or target.channel != "servicenow":
-        raise NotFound(f"no ServiceNow target {name!r}")
-    options = channels.options(name, target.channel, target.options)
-    assert isinstance(options, servicenow.Options)
-    if not _token_matches(request, options.inbound_token):
+    if not _token_matches(request, _inbound_token(runtime.rules, name)):
         return error_response(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
     try:
         body = await json_object(request)
@@ -104,13 +101,22 @@ async def servicenow_update(request: web.Request) -> web.Response:
     return json_response({"status": "ok" if status == 200 else "error", "result": result}, status)
 
 
+def _inbound_token(rules: RuleSet, name: str) -> SecretStr | None:
+    """The `inbound_token` of the ServiceNow target `name`; None for any other name."""
+    target = rules.target(name)
+    if target is None or target.channel != "servicenow":
+        return None
+    options = channels.options(name, target.channel, target.options)
+    assert isinstance(options, servicenow.Options)
+    return options.inbound_token
+
+
 def _token_matches(request: web.Request, expected: SecretStr | None) -> bool:
     if expected is None or not expected.get_secret_value():
         return False
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    wanted = expected.get_secret_value().encode()
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), wanted)
+    return scheme.lower() == "bearer" and same_secret(given.strip(), expected)
 
 
 def add_routes(app: web.Application) -> None:

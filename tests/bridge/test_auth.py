@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from bridge.api.auth import Policy, signature_matches, source_of
+from bridge.api.auth import Policy, signature_matches, source_label, source_of
 from bridge.app import create_app
+from bridge.cli import main
 from bridge.errors import ConfigError
 from bridge.runtime import RUNTIME
 from bridge.settings import Settings
@@ -125,6 +126,51 @@ def test_webhook_paths_name_their_source() -> None:
     assert source_of("/api/v1/incidents") is None
 
 
+def test_only_known_sources_are_metric_labels() -> None:
+    mappings = {"grafana"}
+    assert source_label("zabbix", mappings) == "zabbix"
+    assert source_label("grafana", mappings) == "grafana"
+    assert source_label("x" * 4000, mappings) == "unknown"
+    assert source_label("solarwinds", mappings) == "unknown"  # not loaded (now)
+
+
+# A header that is no valid credential is a wrong credential: these raised before (500).
+SURROGATE = b"\xe9\xff".decode("utf-8", "surrogateescape")  # non-UTF-8 header bytes, as aiohttp
+MALFORMED = [
+    ("nagios", {"Authorization": "Basic é"}),
+    ("nagios", {"Authorization": f"Basic {SURROGATE}"}),
+    ("nagios", {"Authorization": "Basic " + base64.b64encode(b"nagios:pw\xff").decode()}),
+    ("alertmanager", bearer(SURROGATE)),
+    ("alertmanager", bearer("old\ud800")),
+    ("grafana", {**signed(b"{}"), "X-Bridge-Signature": f"sha256={SURROGATE}"}),
+    ("grafana", {**signed(b"{}"), "X-Bridge-Timestamp": SURROGATE}),
+]
+
+
+@pytest.mark.parametrize(("source", "headers"), MALFORMED)
+def test_malformed_credentials_are_wrong_credentials(source: str, headers: dict[str, str]) -> None:
+    assert policy().sender_allowed(source, headers, b"{}") is False
+    assert policy().api_allowed("GET", headers) is False
+
+
+def stamped(stamp: str, body: bytes = b"{}") -> dict[str, str]:
+    mac = hmac.new(SECRET.get_secret_value().encode(), stamp.encode() + b"." + body, "sha256")
+    return {"X-Bridge-Timestamp": stamp, "X-Bridge-Signature": f"sha256={mac.hexdigest()}"}
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["nan", "NaN", "inf", "-inf", "Infinity", "1e9", "+{now}", "-{now}", "{now}.0", " {now}",
+     "{now}_0", "\u0661\u0662", "9" * 5000, ""],
+)  # fmt: skip
+def test_a_signature_timestamp_is_whole_unix_seconds(stamp: str) -> None:
+    now = time.time()
+    stamp = stamp.replace("{now}", str(int(now)))
+    assert not signature_matches(SECRET, stamped(stamp), b"{}", now)
+    assert signature_matches(SECRET, stamped(str(int(now))), b"{}", now)
+    assert signature_matches(SECRET, stamped(f"0{int(now)}"), b"{}", now)
+
+
 # Through the app
 
 
@@ -219,3 +265,43 @@ async def test_allow_unauthenticated_starts_open_and_says_so(
     runner = web.AppRunner(app)
     await runner.setup()
     await runner.cleanup()
+
+
+# Empty secrets: `""` matched an empty credential (`Authorization: Bearer `).
+
+
+@pytest.mark.parametrize(
+    ("values", "setting"),
+    [
+        ({"inbound_tokens": {"*": [""]}}, "inbound_tokens.*.0"),
+        ({"inbound_tokens": {"zabbix": ["ok", " \t"]}}, "inbound_tokens.zabbix.1"),
+        (
+            {"inbound_basic": {"nagios": {"username": "n", "password": ""}}},
+            "inbound_basic.nagios.password",
+        ),
+        ({"generic_hmac_secrets": {"grafana": " "}}, "generic_hmac_secrets.grafana"),
+        ({"api_read_tokens": [""]}, "api_read_tokens.0"),
+        ({"api_write_tokens": ["\n"]}, "api_write_tokens.0"),
+    ],
+)  # fmt: skip
+def test_empty_or_blank_secrets_are_refused(values: dict[str, Any], setting: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(host="0.0.0.0", **values)
+    [error] = info.value.errors()
+    assert ".".join(str(part) for part in error["loc"]) == setting
+    assert "must not be empty" in error["msg"]
+    assert "input_value" not in str(info.value)  # never the value
+
+
+def test_an_empty_secret_is_a_config_error_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BRIDGE_CONFIG", raising=False)
+    monkeypatch.setenv("BRIDGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BRIDGE_HOST", "0.0.0.0")
+    monkeypatch.setenv("BRIDGE_INBOUND_TOKENS", '{"*": [""]}')
+    monkeypatch.setenv("BRIDGE_API_WRITE_TOKENS", '["w"]')
+    assert main(["check-config"]) == 1
+    err = capsys.readouterr().err
+    assert "BRIDGE_INBOUND_TOKENS: inbound_tokens.*.0: " in err
+    assert "must not be empty or only whitespace" in err
