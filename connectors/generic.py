@@ -57,6 +57,9 @@ from rules.yamlsource import Loc, YamlSource, describe_error, parse_yaml
 
 MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 BUILT_IN_SOURCES = frozenset({"alertmanager", "prometheus", "nagios", "zabbix"})
+# The `source` label values the bridge uses for what is no mapping's: the read and action API,
+# and webhook names that match no source.
+RESERVED_NAMES = frozenset({"api", "unknown"})
 HOST_LABEL = "host"
 ALERTNAME_LABEL = "alertname"
 BODY_FIELD = "body"
@@ -167,6 +170,8 @@ def _name_problem(name: str) -> str | None:
         )
     if name in BUILT_IN_SOURCES:
         return f"mapping name {name!r} is a built-in source; rename the file"
+    if name in RESERVED_NAMES:
+        return f"mapping name {name!r} is reserved (a metric label value); rename the file"
     return None
 
 

@@ -119,13 +119,14 @@ def verify(
     """A receiver's check of one request: the signature matches the raw body and timestamp,
     and the timestamp is within `tolerance` seconds of `now` (an aware datetime), which
     refuses a replay of an old request. Compares in constant time."""
-    if not (timestamp.isascii() and timestamp.isdigit()):
-        return False
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 20:
+        return False  # (Python refuses int() of very long digit strings)
     if abs(now.timestamp() - int(timestamp)) > tolerance:
         return False
     expected = signature(secret, timestamp, body).encode()
-    # Bytes, not str: compare_digest refuses non-ASCII strings, and a header may hold any.
-    return hmac.compare_digest(expected, header.strip().encode())
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a header may hold any,
+    # even undecodable bytes (surrogates, which plain encode() refuses).
+    return hmac.compare_digest(expected, header.strip().encode("utf-8", "surrogateescape"))
 
 
 def _plain(value: object) -> object:

@@ -435,6 +435,8 @@ VALID = "fingerprint_path: i\nstatus: s\nstatus_map: {a: firing}\n"
         ("a" * 33 + ".yml", "invalid mapping name"),
         ("zabbix.yaml", "mapping name 'zabbix' is a built-in source"),
         ("alertmanager.yml", "mapping name 'alertmanager' is a built-in source"),
+        ("unknown.yaml", "mapping name 'unknown' is reserved"),
+        ("api.yaml", "mapping name 'api' is reserved"),
     ],
 )
 def test_invalid_mapping_names(mapping_dir: Path, file_name: str, message: str) -> None:
