@@ -21,6 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from rules.keys import MAX_KEY_BYTES
 from rules.priority import Level, LevelName
 from rules.yamlsource import Loc, YamlSource, describe_error, parse_yaml
 
@@ -210,6 +211,11 @@ class _Checker:
 
     def _item(self, name: str, spec: ItemSpec) -> ConfigItem:
         loc: Loc = ("items", name)
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > MAX_KEY_BYTES:
+            # An incident stores its CI in an index (and problem keys hold it): keep it short.
+            message = f"item name of {size} bytes: at most {MAX_KEY_BYTES} bytes of UTF-8"
+            self._error(loc, message)
         if spec.parent is not None and spec.parents is not None:
             self._error((*loc, "parents"), "give either 'parent' or 'parents', not both", loc)
         written: list[tuple[Loc, str]] = []

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from rules import incidents
 from rules.effects import Effects
 from rules.inhibit import inhibited_by, stale
+from rules.keys import bounded
 from rules.maintenance import maintenance_hold
 from rules.model import (
     AlertState,
@@ -66,8 +67,9 @@ def routes(ruleset: RuleSet, labels: Mapping[str, str]) -> list[Route]:
 
 
 def incident_key(rule: CorrelateRule, labels: Mapping[str, str]) -> str:
+    """The rule name and its `group_by` values, bounded (`rules.keys`) for the database index."""
     parts = ",".join(f"{name}={labels.get(name, '')!r}" for name in rule.group_by)
-    return f"{rule.name}{{{parts}}}"
+    return bounded(f"{rule.name}{{{parts}}}")
 
 
 def hold_of(

@@ -37,6 +37,7 @@ from rules.model import (
     evolve,
 )
 from rules.normalize import normalize
+from rules.problems import problem_key
 from rules.ruleset import DedupRule, ProblemBy, RuleSet
 from rules.world import AlertKey, InhibitKey, InhibitorChange, World
 
@@ -300,14 +301,14 @@ def more_lookups(ruleset: RuleSet, world: World, found: Lookups) -> Lookups:
         latest = world.latest_for_key(key)
         if latest is not None and latest.ci is not None and latest.ci not in found.cis:
             more.cis.add(latest.ci)
-            more.problem_keys.update(f"{p.name}:{latest.ci}" for p in ruleset.problems)
+            more.problem_keys.update(problem_key(p.name, latest.ci) for p in ruleset.problems)
     return more
 
 
 def _event_lookups(ruleset: RuleSet, labels: Mapping[str, str], found: Lookups) -> None:
     for route in routes(ruleset, labels):
         found.incident_keys.add(route.key)
-        found.problem_keys.update(f"{p.name}:{route.key}" for p in ruleset.problems)
+        found.problem_keys.update(problem_key(p.name, route.key) for p in ruleset.problems)
     found.inhibit_keys.update(inhibit.targets(ruleset, labels))
     found.inhibit_keys.update(inhibit.sources(ruleset, labels))  # is it registered as one yet
     topology = ruleset.topology
@@ -315,4 +316,4 @@ def _event_lookups(ruleset: RuleSet, labels: Mapping[str, str], found: Lookups) 
     if topology is not None and ci is not None:
         cis = {ci, *topology.cmdb.ancestors(ci)}
         found.cis.update(cis)
-        found.problem_keys.update(f"{p.name}:{c}" for p in ruleset.problems for c in cis)
+        found.problem_keys.update(problem_key(p.name, c) for p in ruleset.problems for c in cis)

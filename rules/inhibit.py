@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rules.keys import bounded
 from rules.ruleset import InhibitRule, RuleSet, all_match
 from rules.world import AlertKey, InhibitKey, InhibitorChange, World
 
@@ -31,7 +32,9 @@ _BOTH = "|both"
 
 
 def key_of(rule: InhibitRule, labels: Mapping[str, str], *, both: bool = False) -> InhibitKey:
-    values = "\x1f".join(labels.get(name, "") for name in rule.equal)
+    """The rule (with `|both` for two-sided sources) and its `equal` values, bounded
+    (`rules.keys`): the inhibitors' primary key holds them with the alert's fingerprint."""
+    values = bounded("\x1f".join(labels.get(name, "") for name in rule.equal))
     return (rule.name + _BOTH if both else rule.name, values)
 
 

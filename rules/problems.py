@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from rules.effects import Effects
 from rules.incidents import entry
+from rules.keys import bounded
 from rules.model import IncidentState, ProblemState, ProblemStatus, TimelineKind, evolve
 from rules.ruleset import ProblemBy, ProblemRule
 
@@ -28,8 +29,13 @@ def link_problem(fx: Effects, incident: IncidentState) -> None:
         value = incident.key if rule.by is ProblemBy.KEY else incident.ci
         if value is None:
             continue
-        if _apply(fx, rule, incident, f"{rule.name}:{value}"):
+        if _apply(fx, rule, incident, problem_key(rule.name, value)):
             return
+
+
+def problem_key(rule: str, value: str) -> str:
+    """The key of a rule's problem for an incident key or CI, bounded (`rules.keys`)."""
+    return bounded(f"{rule}:{value}")
 
 
 def _apply(fx: Effects, rule: ProblemRule, incident: IncidentState, key: str) -> bool:
