@@ -30,7 +30,9 @@ from rules.schedule import MaintenanceSpec
 from rules.yamlsource import ERROR_INDEX
 
 # Rule names become metric label values and appear in logs, so they stay plain.
-RULE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+# At most 100 characters: names are stored (with prefixes such as `maintenance:`) in columns of
+# 200, which PostgreSQL enforces.
+RULE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 
 
 def _check_rule_name(value: str) -> str:
@@ -38,8 +40,8 @@ def _check_rule_name(value: str) -> str:
         raise PydanticCustomError(
             "rule_name",
             "invalid rule name '{name}': use lower-case letters, digits and _ . - "
-            "(starting with a letter or digit)",
-            {"name": value},
+            "(starting with a letter or digit, at most 100 characters)",
+            {"name": value[:120]},
         )
     return value
 

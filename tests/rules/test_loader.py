@@ -169,6 +169,7 @@ def test_missing_group_by_points_at_the_rule(rules_dir: Path) -> None:
     [
         ("name: Host-Down", ":2: correlate[0].name: invalid rule name 'Host-Down'"),
         ("name: -x", ":2: correlate[0].name: invalid rule name '-x'"),
+        ("name: " + "a" * 101, ":2: correlate[0].name: invalid rule name 'aaaa"),
         (
             "name: a\n    match: {bad-key: x}",
             ":3: correlate[0].match: invalid label name 'bad-key'",
