@@ -29,6 +29,7 @@ SENT = "sent"
 DEAD = "dead"
 
 _CHUNK = 400
+_MAX_ID_BYTES = 1000
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
@@ -257,7 +258,9 @@ async def delivered(
     if not await _settle(conn, row, attempts=row["attempts"] + 1, **values):
         return False
     told: dict[str, Any] = {"last_transition": row["transition"], "last_sent_at": now}
-    if external_id is not None:
+    # Ids are short (a sys_id, an issue key, a Slack `channel:ts`); one longer than an index
+    # row may hold is not an id worth keeping, and would fail the whole outcome.
+    if external_id is not None and len(external_id.encode("utf-8", "replace")) <= _MAX_ID_BYTES:
         told["external_id"] = storable(external_id)
     if external_state is not None:
         told["external_state"] = storable(external_state)

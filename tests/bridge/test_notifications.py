@@ -28,6 +28,7 @@ class Script:
     def __init__(self) -> None:
         self.answers: dict[str, list[tuple[int, dict[str, str], Any]]] = {}
         self.tickets: dict[str, dict[str, Any]] = {}
+        self.next_sys_id: str | None = None  # the id the next created ticket gets
 
     def fail(
         self, path: str, status: int, times: int = 1, headers: dict[str, str] | None = None
@@ -56,7 +57,7 @@ class Script:
             return web.json_response({"result": []})  # no ticket with that correlation_id
         if request.method == "POST":
             body = await request.json()
-            sys_id = f"sys{len(self.tickets) + 1}"
+            sys_id = self.next_sys_id or f"sys{len(self.tickets) + 1}"
             ticket = {**body, "sys_id": sys_id, "number": f"INC00{len(self.tickets) + 1}"}
             ticket["state"] = "1"
             self.tickets[sys_id] = ticket

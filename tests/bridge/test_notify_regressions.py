@@ -4,6 +4,7 @@ PostgreSQL). Each test is a bug a review found, fixed since."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -194,3 +195,16 @@ async def test_a_claim_whose_lease_ended_is_neither_sent_nor_recorded(
     await asyncio.gather(*(dispatcher._deliver(r, loaded, asyncio.Semaphore(1)) for r in rows))
     assert receiver.requests == []
     assert all(n["attempts"] == 0 for n in await notifications(bridge))
+
+
+async def test_an_id_too_long_for_an_index_is_not_kept_and_fails_nothing(
+    bridge: Bridge, receiver: Receiver, script: Script
+) -> None:
+    """A ticket system answering with a 4 kB id (random, so PostgreSQL cannot compress it under
+    its index row limit): the delivery is recorded, the id is not kept."""
+    script.next_sys_id = secrets.token_hex(2000)
+    incident_id = await _opened(bridge, receiver, {**DB_DOWN, "ticket": "yes"})
+    await until(lambda: _all_sent(bridge), "every notification recorded as delivered")
+    detail = await bridge.get_json(f"/api/v1/incidents/{incident_id}")
+    [ticket] = [t for t in detail["targets"] if t["channel"] == "servicenow"]
+    assert ticket["external_id"] is None, ticket
