@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bridge.api import limits
 from bridge.errors import StoreUnavailable
 from bridge.ingest import OperatorAction
 from bridge.notify import channels, itsm, servicenow, servicenow_inbound
@@ -28,12 +29,14 @@ from bridge.store.failures import UNREACHABLE, describe, is_transient
 from connectors import nagios, zabbix, zabbix_api
 from connectors.nagios_reconcile import reconcile
 from connectors.nagios_status import parse_status
+from connectors.parsed import Parsed
 from rules import incidents as incident_stage
 from rules.heartbeats import SOURCE as HEARTBEAT_SOURCE
 from rules.incidents import Transition, due_to_close
 from rules.model import (
     AlertState,
     AlertStatus,
+    Event,
     Hold,
     IncidentState,
     IncidentStatus,
@@ -146,7 +149,7 @@ async def reconcile_nagios(runtime: Runtime) -> int:
     states = parse_status(text)
     async with runtime.engine.connect() as conn:
         firing = {a.fingerprint for a in await scans.firing_alerts(conn, nagios.SOURCE)}
-    events = reconcile(states, firing, runtime.clock.now())
+    events = _admissible(runtime, nagios.SOURCE, reconcile(states, firing, runtime.clock.now()))
     await runtime.pipeline.submit(events)
     return len(events)
 
@@ -233,9 +236,19 @@ async def poll_zabbix(runtime: Runtime) -> int:
     async with runtime.engine.connect() as conn:
         firing = await scans.firing_alerts(conn, zabbix.SOURCE)
     gone = [alert for alert in firing if alert.fingerprint not in listed]
-    events = [*parsed.events, *zabbix_api.vanished(gone, now)]
+    events = _admissible(runtime, zabbix.SOURCE, [*parsed.events, *zabbix_api.vanished(gone, now)])
     await runtime.pipeline.submit(events)
     return len(events)
+
+
+def _admissible(runtime: Runtime, source: str, events: list[Event]) -> list[Event]:
+    """The polled events within the limits webhooks apply (the store takes what they let
+    through); the others are logged and counted as refused, as a webhook's would be."""
+    checked = limits.within_label_limits(Parsed(events=events), runtime.limits)
+    for reject in checked.rejects:
+        log.warning("%s: polled alert refused: %s", source, reject.message)
+        runtime.metrics.events_rejected.labels(source, reject.reason.value).inc()
+    return checked.events
 
 
 async def _zabbix_call(runtime: Runtime, method: str, params: dict[str, Any]) -> object:

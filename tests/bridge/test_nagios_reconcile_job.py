@@ -72,3 +72,19 @@ async def test_a_broken_status_file_is_counted_and_shown_not_raised(bridge: Brid
     assert "StatusFileError" in health["last_error"]
     metrics = await (await bridge.client.get("/metrics")).text()
     assert 'bridge_job_runs_total{job="reconcile_nagios",result="failure"} 1.0' in metrics
+
+
+@pytest.fixture
+def nul_in_status(status_file: Path) -> None:
+    text = status_file.read_text()
+    status_file.write_text(text.replace("Disk /var", "Disk /v\x00ar"))
+
+
+@pytest.mark.usefixtures("nul_in_status")
+async def test_polled_alerts_meet_the_limits_webhooks_apply(bridge: Bridge) -> None:
+    """status.dat is no webhook, but what it says is stored the same way: a service whose
+    text PostgreSQL cannot store (a NUL) is refused alone and counted, the others go in."""
+    assert await jobs.reconcile_nagios(bridge.runtime) == 2
+    assert await firing(bridge) == {"service:e2e-db-01/PostgreSQL", "service:e2e-web-01/HTTP"}
+    metrics = await (await bridge.client.get("/metrics")).text()
+    assert 'bridge_events_rejected_total{reason="label_limit",source="nagios"} 1.0' in metrics
