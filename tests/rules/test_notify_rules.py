@@ -242,7 +242,7 @@ TARGET = "targets:\n  - {name: t, channel: slack}\n"
             "targets:\n  - name: Pager\n    channel: slack\n",
             [
                 "2: targets[0].name: invalid rule name 'Pager': use lower-case letters, "
-                "digits and _ . - (starting with a letter or digit)"
+                "digits and _ . - (starting with a letter or digit, at most 100 characters)"
             ],
             id="a bad target name",
         ),
