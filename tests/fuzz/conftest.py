@@ -1,5 +1,6 @@
-"""The app fixtures of `tests/bridge`, on SQLite only (fuzzing is about input, not the store),
-with a ServiceNow target `x` so that its inbound endpoint reads bodies."""
+"""The app fixtures of `tests/bridge`, on SQLite and on PostgreSQL (which refuses some text
+SQLite stores, such as NUL or an index row over its size limit), with a ServiceNow target `x`
+so that its inbound endpoint reads bodies."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.bridge.conftest import bridge, clock, settings
+from tests.bridge.conftest import bridge, clock, database_url, pg_server_dsn, settings
 from tests.bridge.test_rule_scenarios import shipped_rules_with
 
-__all__ = ["bridge", "clock", "database_url", "settings", "settings_overrides"]
+__all__ = [
+    "bridge",
+    "clock",
+    "database_url",
+    "pg_server_dsn",
+    "settings",
+    "settings_overrides",
+]
 
 SERVICENOW_TOKEN = "fuzz-token"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Raw bytes at every webhook and every API body: never a 5xx, the app keeps answering, and a
 batch with one valid item among garbage stores that item and nothing of the garbage.
 
-One app per test (SQLite); hypothesis runs its examples inside it on the test's event loop.
+One app per test, on SQLite and on PostgreSQL; hypothesis runs its examples inside it on the
+test's event loop.
 """
 
 from __future__ import annotations
